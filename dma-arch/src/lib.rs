@@ -1,0 +1,1 @@
+//! Per-architecture cache maintenance for DMA.

@@ -1,0 +1,1 @@
+//! The Linux DMA-mapping API for userspace.

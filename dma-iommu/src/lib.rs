@@ -1,0 +1,1 @@
+//! The IOMMU DMA layer (IOVA allocator, IO page tables, dma-iommu ops).
