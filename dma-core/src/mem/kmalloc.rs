@@ -1,0 +1,123 @@
+//! `kmalloc` / `kfree` over the platform's RAM, so small driver buffers map without
+//! bouncing (a heap buffer of the process has no physical address on the sim platform).
+//!
+//! Power-of-two size classes from the DMA cache alignment up to half a page, carved from
+//! whole pages of the zone the flags ask for; larger requests take whole pages. Objects
+//! are aligned to their size, so no two kmalloc buffers ever share a cache line: the
+//! guarantee `ARCH_DMA_MINALIGN` gives kernel drivers. Slab pages are kept for reuse once
+//! carved (a cache that does not shrink).
+//!
+//! # Safety
+//!
+//! Object addresses come from the platform's cached view of pages this allocator owns;
+//! zeroing writes only inside the object just taken off a free list.
+
+use std::collections::HashMap;
+use std::ptr::NonNull;
+use std::sync::Mutex;
+
+use crate::addr::{PAGE_SIZE, Pfn, get_order};
+use crate::errno::{Errno, Result};
+use crate::gfp::Gfp;
+use crate::mem::page_alloc::{PageAllocator, Zone};
+use crate::mem::sim::SimRam;
+
+/// What a page in use by kmalloc holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Meta {
+    /// Objects of one class.
+    Slab { zone: Zone, class: usize },
+    /// The first page of a large allocation of `2^order` pages.
+    Large { order: u32 },
+}
+
+/// The small-object allocator.
+#[derive(Debug)]
+pub(crate) struct Kmalloc {
+    min_shift: u32,
+    /// Free objects (CPU addresses) per zone and class.
+    free: [Vec<Mutex<Vec<usize>>>; 3],
+    meta: Mutex<HashMap<Pfn, Meta>>,
+}
+
+const MAX_SHIFT: u32 = crate::addr::PAGE_SHIFT - 1;
+
+fn zone_of(gfp: Gfp) -> Zone {
+    if gfp.contains(Gfp::__GFP_DMA) {
+        Zone::Dma
+    } else if gfp.contains(Gfp::__GFP_DMA32) {
+        Zone::Dma32
+    } else {
+        Zone::Normal
+    }
+}
+
+impl Kmalloc {
+    /// Classes start at `min_align` (the DMA cache alignment, a power of two).
+    pub(crate) fn new(min_align: usize) -> Kmalloc {
+        let min_shift = min_align.max(8).trailing_zeros().min(MAX_SHIFT);
+        let classes = || (min_shift..=MAX_SHIFT).map(|_| Mutex::new(Vec::new())).collect();
+        Kmalloc { min_shift, free: [classes(), classes(), classes()], meta: Mutex::new(HashMap::new()) }
+    }
+
+    /// `kmalloc(size, gfp)`.
+    pub(crate) fn alloc(&self, ram: &SimRam, pages: &PageAllocator, size: usize, gfp: Gfp) -> Result<NonNull<u8>> {
+        if size == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let zone = zone_of(gfp);
+        let p = if size > 1 << MAX_SHIFT {
+            let order = get_order(size);
+            let pfn = pages.alloc(order, zone).ok_or(Errno::ENOMEM)?;
+            self.meta().insert(pfn, Meta::Large { order });
+            ram.cached_ptr(pfn.phys(), PAGE_SIZE << order).ok_or(Errno::EFAULT)?
+        } else {
+            let shift = (usize::BITS - (size - 1).leading_zeros()).max(self.min_shift);
+            let class = (shift - self.min_shift) as usize;
+            let mut list = self.free[zone as usize][class].lock().unwrap_or_else(|e| e.into_inner());
+            if list.is_empty() {
+                let pfn = pages.alloc(0, zone).ok_or(Errno::ENOMEM)?;
+                let base = ram.cached_ptr(pfn.phys(), PAGE_SIZE).ok_or(Errno::EFAULT)? as usize;
+                self.meta().insert(pfn, Meta::Slab { zone, class });
+                list.extend((0..PAGE_SIZE >> shift).rev().map(|i| base + (i << shift)));
+            }
+            let obj = list.pop().ok_or(Errno::ENOMEM)?;
+            obj as *mut u8
+        };
+        if gfp.contains(Gfp::__GFP_ZERO) {
+            // SAFETY: `p` is the start of an object of at least `size` bytes we just took.
+            unsafe { p.write_bytes(0, size) };
+        }
+        NonNull::new(p).ok_or(Errno::ENOMEM)
+    }
+
+    /// `kfree(ptr)`. Returns `EINVAL` (and frees nothing) for a pointer kmalloc did not
+    /// return: a different platform address, a misaligned one, or foreign memory.
+    pub(crate) fn free(&self, ram: &SimRam, pages: &PageAllocator, ptr: NonNull<u8>) -> Result<()> {
+        let va = ptr.as_ptr() as usize;
+        let phys = ram.virt_to_phys(va, 1).ok_or(Errno::EINVAL)?;
+        let pfn = phys.pfn();
+        let meta = self.meta().get(&pfn).copied().ok_or(Errno::EINVAL)?;
+        match meta {
+            Meta::Large { order } => {
+                if phys.page_offset() != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                self.meta().remove(&pfn);
+                pages.free(pfn, order).map_err(|_| Errno::EINVAL)
+            }
+            Meta::Slab { zone, class } => {
+                let shift = self.min_shift + class as u32;
+                if phys.page_offset() & ((1 << shift) - 1) != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                self.free[zone as usize][class].lock().unwrap_or_else(|e| e.into_inner()).push(va);
+                Ok(())
+            }
+        }
+    }
+
+    fn meta(&self) -> std::sync::MutexGuard<'_, HashMap<Pfn, Meta>> {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,381 @@
+//! The simulated platform: RAM at chosen physical addresses, with a cache model.
+//!
+//! RAM is two sparse memfds of the same size, each mapped once into the process:
+//!
+//! - the **cached view** is what the CPU reads and writes through its normal mapping;
+//! - the **memory view** is what lies in DRAM, and what a non-coherent device sees.
+//!
+//! Cache maintenance moves whole lines between them: clean copies cached → memory,
+//! invalidate copies memory → cached. The model treats every line as cached and dirty,
+//! the pessimistic choice: a driver that forgets a sync reads stale data here, on any
+//! machine, as it would on a non-coherent SoC. A coherent device snoops: it reads the
+//! cached view and its writes reach both. The kernel's "uncached remap" for coherent
+//! allocations on a non-coherent device is a second mapping of the memory view.
+//! The real `dma_arch` instructions run on the cached view as well, so the cost of
+//! maintenance is real too.
+//!
+//! Pages are committed only when touched, so a large layout costs nothing until used,
+//! but it does cost address space (two views): default sizes fit a 32-bit process.
+//!
+//! # Safety
+//!
+//! This file owns the two mappings. Every pointer it hands out lies inside one of them,
+//! is derived from a bounds-checked physical range, and stays valid until the `SimRam`
+//! is dropped; the system that owns it outlives every device and buffer (they hold an
+//! `Arc` to it). Copies between views never overlap (they are different mappings).
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::ptr;
+use std::sync::Mutex;
+
+use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
+use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+
+use crate::addr::{PAGE_SIZE, PhysAddr};
+use crate::errno::{Errno, Result};
+use crate::options::MemRange;
+
+/// One range of RAM: physical base, size, and where it sits in the memfds.
+#[derive(Clone, Copy, Debug)]
+struct Region {
+    phys: u64,
+    size: u64,
+    off: usize,
+}
+
+/// A mapping of a base address and length, unmapped on drop.
+#[derive(Debug)]
+struct View {
+    base: usize,
+    len: usize,
+}
+
+impl View {
+    fn map(fd: &OwnedFd, len: usize) -> Result<View> {
+        // SAFETY: a fresh shared mapping of our own memfd at an address the kernel
+        // picks; it aliases no Rust object.
+        let p = unsafe {
+            mmap(ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0)
+        }
+        .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+        Ok(View { base: p as usize, len })
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // SAFETY: we mapped exactly this range in `View::map` and nothing uses it after
+        // the owner is dropped.
+        let _ = unsafe { munmap(self.base as *mut _, self.len) };
+    }
+}
+
+/// The simulated RAM and its cache model.
+#[derive(Debug)]
+pub struct SimRam {
+    regions: Vec<Region>,
+    cached: View,
+    memory: View,
+    memory_fd: OwnedFd,
+    line: usize,
+    /// Live remaps of the memory view: CPU address → (physical address, length).
+    remaps: Mutex<BTreeMap<usize, (PhysAddr, usize)>>,
+}
+
+impl SimRam {
+    /// Lays out RAM as `ranges` (sorted, non-overlapping, page multiples: checked by the
+    /// option parser) with a simulated cache line of `line` bytes.
+    pub(crate) fn new(ranges: &[MemRange], line: usize) -> Result<SimRam> {
+        let mut regions = Vec::with_capacity(ranges.len());
+        let mut off = 0usize;
+        let mut sorted = ranges.to_vec();
+        sorted.sort_by_key(|r| r.base);
+        for r in &sorted {
+            let size = usize::try_from(r.size).map_err(|_| Errno::ENOMEM)?;
+            if r.size == 0 || r.base % PAGE_SIZE as u64 != 0 || size % PAGE_SIZE != 0 {
+                return Err(Errno::EINVAL);
+            }
+            regions.push(Region { phys: r.base, size: r.size, off });
+            off = off.checked_add(size).ok_or(Errno::ENOMEM)?;
+        }
+        if regions.is_empty() || !line.is_power_of_two() || line > PAGE_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        let total = off;
+        let cached_fd = new_memfd(c"dma-sim-cached", total)?;
+        let memory_fd = new_memfd(c"dma-sim-memory", total)?;
+        let cached = View::map(&cached_fd, total)?;
+        let memory = View::map(&memory_fd, total)?;
+        Ok(SimRam { regions, cached, memory, memory_fd, line, remaps: Mutex::new(BTreeMap::new()) })
+    }
+
+    /// The simulated cache line size.
+    pub(crate) fn line_size(&self) -> usize {
+        self.line
+    }
+
+    /// Physical RAM ranges as (base, size), sorted.
+    pub(crate) fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.regions.iter().map(|r| (r.phys, r.size))
+    }
+
+    /// The offset in the views of `[phys, phys + len)`, if it lies inside one RAM region.
+    #[inline]
+    fn offset(&self, phys: PhysAddr, len: usize) -> Option<usize> {
+        for r in &self.regions {
+            if phys.0 >= r.phys && phys.0 - r.phys < r.size {
+                let rel = (phys.0 - r.phys) as usize;
+                return if (len as u64) <= r.size - rel as u64 { Some(r.off + rel) } else { None };
+            }
+        }
+        None
+    }
+
+    /// True when `[phys, phys + len)` is RAM.
+    pub(crate) fn is_ram(&self, phys: PhysAddr, len: usize) -> bool {
+        self.offset(phys, len).is_some()
+    }
+
+    /// The CPU (cached view) address of `[phys, phys + len)`.
+    #[inline]
+    pub(crate) fn cached_ptr(&self, phys: PhysAddr, len: usize) -> Option<*mut u8> {
+        self.offset(phys, len).map(|o| (self.cached.base + o) as *mut u8)
+    }
+
+    /// The memory-view address of `[phys, phys + len)`: what a non-coherent device sees.
+    #[inline]
+    pub(crate) fn memory_ptr(&self, phys: PhysAddr, len: usize) -> Option<*mut u8> {
+        self.offset(phys, len).map(|o| (self.memory.base + o) as *mut u8)
+    }
+
+    /// The physical address of a CPU address in the cached view (`virt_to_phys`), if
+    /// `[va, va + len)` lies in one RAM region. Memory the platform does not own has none.
+    #[inline]
+    pub(crate) fn virt_to_phys(&self, va: usize, len: usize) -> Option<PhysAddr> {
+        let off = va.checked_sub(self.cached.base)?;
+        if off >= self.cached.len {
+            return None;
+        }
+        for r in &self.regions {
+            if off >= r.off && off - r.off < r.size as usize {
+                let rel = off - r.off;
+                return if len <= r.size as usize - rel { Some(PhysAddr(r.phys + rel as u64)) } else { None };
+            }
+        }
+        None
+    }
+
+    /// The range `[phys, phys + len)` rounded out to whole cache lines, as a view offset
+    /// and length. Lines never cross a region: regions are page aligned and `line ≤ PAGE_SIZE`.
+    fn lines(&self, phys: PhysAddr, len: usize) -> Option<(usize, usize)> {
+        if len == 0 {
+            return None;
+        }
+        let mask = self.line as u64 - 1;
+        let start = PhysAddr(phys.0 & !mask);
+        let end = phys.0.checked_add(len as u64)?.checked_add(mask)? & !mask;
+        let n = (end - start.0) as usize;
+        self.offset(start, n).map(|o| (o, n))
+    }
+
+    /// Writes the cached view of every line touching the range back to memory
+    /// (`dcache_clean_poc`), then runs the real clean instruction on it.
+    pub(crate) fn clean(&self, phys: PhysAddr, len: usize) {
+        if let Some((off, n)) = self.lines(phys, len) {
+            self.copy_to_memory(off, n);
+            // SAFETY: [cached.base + off, + n) lies inside the cached view (checked by `lines`).
+            unsafe { dma_arch::clean((self.cached.base + off) as *const u8, n) };
+        }
+    }
+
+    /// Cleans, then invalidates, every line touching the range (`dcache_clean_inval_poc`).
+    pub(crate) fn clean_invalidate(&self, phys: PhysAddr, len: usize) {
+        if let Some((off, n)) = self.lines(phys, len) {
+            // After the write-back both views agree, so the invalidate copies nothing.
+            self.copy_to_memory(off, n);
+            // SAFETY: as in `clean`.
+            unsafe { dma_arch::clean_invalidate((self.cached.base + off) as *const u8, n) };
+        }
+    }
+
+    /// Invalidates the range for the CPU after the device wrote it (`dcache_inval_poc`):
+    /// lines fully inside are dropped and reloaded from memory; a line only partly covered
+    /// is cleaned first (arm64's `dc civac` on the edges), which writes the CPU's copy of
+    /// the whole line back over whatever the device wrote into it. That is the hardware
+    /// hazard `ARCH_DMA_MINALIGN` exists for: a buffer must not share a line.
+    pub(crate) fn invalidate_for_cpu(&self, phys: PhysAddr, len: usize) {
+        let Some((off, n)) = self.lines(phys, len) else { return };
+        let line = self.line;
+        let head = phys.0 as usize & (line - 1);
+        let tail = (phys.0 as usize).wrapping_add(len) & (line - 1);
+        if head != 0 {
+            self.copy_to_memory(off, line);
+        }
+        if tail != 0 {
+            self.copy_to_memory(off + n - line, line);
+        }
+        self.copy_to_cached(off, n);
+        // SAFETY: as in `clean`.
+        unsafe { dma_arch::invalidate((self.cached.base + off) as *const u8, n) };
+    }
+
+    fn copy_to_memory(&self, off: usize, n: usize) {
+        // SAFETY: both ranges lie inside their views (callers pass offsets from `lines`)
+        // and the two views are distinct mappings, so they do not overlap.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                (self.cached.base + off) as *const u8,
+                (self.memory.base + off) as *mut u8,
+                n,
+            )
+        };
+    }
+
+    fn copy_to_cached(&self, off: usize, n: usize) {
+        // SAFETY: as in `copy_to_memory`.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                (self.memory.base + off) as *const u8,
+                (self.cached.base + off) as *mut u8,
+                n,
+            )
+        };
+    }
+
+    /// Maps the memory view of `[phys, phys + len)` at a new CPU address: the uncached
+    /// alias a coherent allocation for a non-coherent device uses. `phys` and `len` are
+    /// page aligned.
+    pub(crate) fn remap_uncached(&self, phys: PhysAddr, len: usize) -> Result<*mut u8> {
+        let off = self.offset(phys, len).ok_or(Errno::EINVAL)?;
+        // SAFETY: a new shared mapping of our memfd at a kernel-chosen address; the file
+        // range exists (checked by `offset`) and the mapping aliases no Rust object.
+        let p = unsafe {
+            mmap(
+                ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &self.memory_fd,
+                off as u64,
+            )
+        }
+        .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+        self.remaps.lock().unwrap_or_else(|e| e.into_inner()).insert(p as usize, (phys, len));
+        Ok(p.cast())
+    }
+
+    /// Removes a remap made by [`SimRam::remap_uncached`]. Returns its physical range,
+    /// or `None` (and changes nothing) if `va` is not the start of a live remap.
+    pub(crate) fn unmap_uncached(&self, va: usize) -> Option<(PhysAddr, usize)> {
+        let (phys, len) = self.remaps.lock().unwrap_or_else(|e| e.into_inner()).remove(&va)?;
+        // SAFETY: `va..va+len` is a live mapping we created in `remap_uncached`; it was
+        // just removed from the registry so nobody unmaps it twice.
+        let _ = unsafe { munmap(va as *mut _, len) };
+        Some((phys, len))
+    }
+
+    /// The remap that contains `va`, as (start, physical address, length).
+    pub(crate) fn find_remap(&self, va: usize) -> Option<(usize, PhysAddr, usize)> {
+        let remaps = self.remaps.lock().unwrap_or_else(|e| e.into_inner());
+        let (&start, &(phys, len)) = remaps.range(..=va).next_back()?;
+        (va - start < len).then_some((start, phys, len))
+    }
+}
+
+impl Drop for SimRam {
+    fn drop(&mut self) {
+        let remaps = std::mem::take(self.remaps.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for (va, (_, len)) in remaps {
+            // SAFETY: each entry is a live mapping this platform created; the platform
+            // is going away, so nothing can use it any more.
+            let _ = unsafe { munmap(va as *mut _, len) };
+        }
+    }
+}
+
+fn new_memfd(name: &std::ffi::CStr, len: usize) -> Result<OwnedFd> {
+    let fd = memfd_create(name, MemfdFlags::CLOEXEC).map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+    ftruncate(&fd, len as u64).map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+    Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ram() -> SimRam {
+        SimRam::new(
+            &[MemRange { base: 0x10_0000, size: 0x10_0000 }, MemRange { base: 0x1_0000_0000, size: 0x2000 }],
+            64,
+        )
+        .unwrap()
+    }
+
+    fn cpu(r: &SimRam, p: u64) -> *mut u8 {
+        r.cached_ptr(PhysAddr(p), 1).unwrap()
+    }
+
+    fn mem(r: &SimRam, p: u64) -> *mut u8 {
+        r.memory_ptr(PhysAddr(p), 1).unwrap()
+    }
+
+    #[test]
+    fn translation_is_bounded_by_regions() {
+        let r = ram();
+        assert!(r.is_ram(PhysAddr(0x10_0000), 0x10_0000));
+        assert!(!r.is_ram(PhysAddr(0x10_0000), 0x10_0001), "a range may not run past its region");
+        assert!(!r.is_ram(PhysAddr(0xf_f000), 1));
+        let va = cpu(&r, 0x1_0000_1000) as usize;
+        assert_eq!(r.virt_to_phys(va, 0x1000), Some(PhysAddr(0x1_0000_1000)));
+        assert_eq!(r.virt_to_phys(va, 0x1001), None);
+        let heap = vec![0u8; 16];
+        assert_eq!(r.virt_to_phys(heap.as_ptr() as usize, 16), None);
+    }
+
+    #[test]
+    fn clean_and_invalidate_move_whole_lines_between_views() {
+        let r = ram();
+        // SAFETY: addresses come from the platform and lie in its views.
+        unsafe {
+            *cpu(&r, 0x10_0010) = 7;
+            assert_eq!(*mem(&r, 0x10_0010), 0, "the device view is stale before a clean");
+            *cpu(&r, 0x10_0000) = 9; // same line, outside the cleaned byte
+            r.clean(PhysAddr(0x10_0010), 1);
+            assert_eq!(*mem(&r, 0x10_0010), 7);
+            assert_eq!(*mem(&r, 0x10_0000), 9, "clean writes the whole line back");
+            *mem(&r, 0x10_0040) = 5;
+            r.invalidate_for_cpu(PhysAddr(0x10_0040), 64);
+            assert_eq!(*cpu(&r, 0x10_0040), 5);
+        }
+    }
+
+    #[test]
+    fn partial_lines_are_cleaned_before_the_invalidate() {
+        let r = ram();
+        // SAFETY: addresses come from the platform and lie in its views.
+        unsafe {
+            // The device wrote 0xdd into bytes 0x20..0x40 of a line; the CPU holds 0x11
+            // at byte 0 of the same line (another variable).
+            *cpu(&r, 0x10_0000) = 0x11;
+            *mem(&r, 0x10_0020) = 0xdd;
+            r.invalidate_for_cpu(PhysAddr(0x10_0020), 0x20);
+            assert_eq!(*cpu(&r, 0x10_0000), 0x11, "the neighbour survives (written back)");
+            assert_eq!(*cpu(&r, 0x10_0020), 0, "the device's bytes in the shared line are lost");
+        }
+    }
+
+    #[test]
+    fn uncached_remap_aliases_the_memory_view() {
+        let r = ram();
+        let p = r.remap_uncached(PhysAddr(0x10_2000), 0x2000).unwrap();
+        // SAFETY: p is a live 8 KiB mapping; the memory-view pointer is in range.
+        unsafe {
+            *p.add(0x1004) = 42;
+            assert_eq!(*mem(&r, 0x10_3004), 42);
+        }
+        assert_eq!(r.find_remap(p as usize + 0x1fff), Some((p as usize, PhysAddr(0x10_2000), 0x2000)));
+        assert_eq!(r.unmap_uncached(p as usize), Some((PhysAddr(0x10_2000), 0x2000)));
+        assert_eq!(r.unmap_uncached(p as usize), None);
+    }
+}

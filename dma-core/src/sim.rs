@@ -1,0 +1,153 @@
+//! The simulated bus master: a device's side of DMA, for tests, the demo and users'
+//! own device models.
+//!
+//! It reads and writes by bus address through the device's translation (range map, or
+//! the ops' page table), refuses anything outside the device's mask (an error, never a
+//! silent wrap), and sees memory as the device would: a non-coherent device sees only
+//! the memory view (so a missing clean shows as stale data), a coherent one snoops the
+//! cached view and its writes reach both views. Every refused access is recorded.
+//!
+//! # Safety
+//!
+//! Accesses go through pointers the platform returns for a bounds-checked physical
+//! range of its own RAM. They are plain copies: like real DMA, they race with a CPU that
+//! touches the same memory while the device owns it, and that is the driver's bug.
+
+use std::sync::{Arc, Mutex};
+
+use crate::addr::{DmaAddr, PhysAddr};
+use crate::device::Device;
+use crate::ops::FaultKind;
+
+/// A refused device access.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Fault {
+    /// The bus address of the access.
+    pub addr: DmaAddr,
+    /// Its length.
+    pub len: usize,
+    /// True for a device write.
+    pub write: bool,
+    /// Why it was refused.
+    pub kind: FaultKind,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DMA {} of {} bytes at {} refused: {:?}", if self.write { "write" } else { "read" }, self.len, self.addr, self.kind)
+    }
+}
+
+impl std::error::Error for Fault {}
+
+/// The device side of DMA for one [`Device`].
+#[derive(Debug)]
+pub struct BusMaster {
+    dev: Arc<Device>,
+    faults: Mutex<Vec<Fault>>,
+}
+
+impl BusMaster {
+    /// A bus master acting as `dev`.
+    pub fn new(dev: &Arc<Device>) -> BusMaster {
+        BusMaster { dev: Arc::clone(dev), faults: Mutex::new(Vec::new()) }
+    }
+
+    /// The device it acts as.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.dev
+    }
+
+    /// Faults recorded so far.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn translate(&self, addr: DmaAddr, len: usize, write: bool) -> Result<PhysAddr, Fault> {
+        let fault = |kind| Fault { addr, len, write, kind };
+        if len == 0 || !Device::capable(addr, len, self.dev.map_limit()) {
+            return Err(fault(FaultKind::OutsideMask));
+        }
+        let phys = match &self.dev.ops {
+            Some(ops) => ops.translate(&self.dev, addr, len, write).map_err(fault)?,
+            None => {
+                // The whole range must sit in one window (or translate 1:1).
+                let last = DmaAddr(addr.0 + len as u64 - 1);
+                match (self.dev.dma_to_phys(addr), self.dev.dma_to_phys(last)) {
+                    (Some(p), Some(q)) if q.0 - p.0 == len as u64 - 1 => p,
+                    _ => return Err(fault(FaultKind::NotMapped)),
+                }
+            }
+        };
+        if !self.dev.system().ram().is_ram(phys, len) {
+            return Err(fault(FaultKind::NotRam));
+        }
+        Ok(phys)
+    }
+
+    fn record<T>(&self, r: Result<T, Fault>) -> Result<T, Fault> {
+        if let Err(f) = &r {
+            self.faults.lock().unwrap_or_else(|e| e.into_inner()).push(*f);
+        }
+        r
+    }
+
+    /// Device read of `buf.len()` bytes at bus address `addr`.
+    ///
+    /// # Errors
+    ///
+    /// The [`Fault`] (also recorded) when the device may not read there.
+    pub fn read(&self, addr: DmaAddr, buf: &mut [u8]) -> Result<(), Fault> {
+        let phys = self.record(self.translate(addr, buf.len(), false))?;
+        let ram = self.dev.system().ram();
+        let src = if self.dev.is_coherent() { ram.cached_ptr(phys, buf.len()) } else { ram.memory_ptr(phys, buf.len()) };
+        if let Some(src) = src {
+            // SAFETY: `src` covers `buf.len()` bytes of platform RAM (checked by
+            // `translate`); `buf` is a distinct Rust buffer.
+            unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        }
+        Ok(())
+    }
+
+    /// Device write of `data` at bus address `addr`.
+    ///
+    /// # Errors
+    ///
+    /// The [`Fault`] (also recorded) when the device may not write there; memory is not
+    /// touched.
+    pub fn write(&self, addr: DmaAddr, data: &[u8]) -> Result<(), Fault> {
+        let phys = self.record(self.translate(addr, data.len(), true))?;
+        let ram = self.dev.system().ram();
+        let mut targets = vec![ram.memory_ptr(phys, data.len())];
+        if self.dev.is_coherent() {
+            // A snooping write updates the CPU's cached copy too.
+            targets.push(ram.cached_ptr(phys, data.len()));
+        }
+        for dst in targets.into_iter().flatten() {
+            // SAFETY: `dst` covers `data.len()` bytes of platform RAM (checked by
+            // `translate`); `data` is a distinct Rust buffer.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        }
+        Ok(())
+    }
+
+    /// Device fill of `len` bytes with `byte` at `addr`.
+    ///
+    /// # Errors
+    ///
+    /// As [`BusMaster::write`].
+    pub fn fill(&self, addr: DmaAddr, byte: u8, len: usize) -> Result<(), Fault> {
+        self.write(addr, &vec![byte; len])
+    }
+
+    /// Device-to-device copy inside memory (a DMA engine's memcpy).
+    ///
+    /// # Errors
+    ///
+    /// The first [`Fault`] of the read or the write.
+    pub fn copy(&self, src: DmaAddr, dst: DmaAddr, len: usize) -> Result<(), Fault> {
+        let mut tmp = vec![0u8; len];
+        self.read(src, &mut tmp)?;
+        self.write(dst, &tmp)
+    }
+}

@@ -1,0 +1,290 @@
+//! `System`: the composition root. One platform, its page allocator, the swiotlb pool,
+//! kmalloc and the message sink; devices are created on a system and keep it alive.
+//!
+//! The kernel has these as globals set up at boot. Here a program (or the C ABI's
+//! global) builds one from an [`Options`] string, so tests can run many side by side.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use crate::addr::{PAGE_SHIFT, PAGE_SIZE, PhysAddr};
+use crate::errno::{Errno, Result};
+use crate::gfp::Gfp;
+use crate::log::{Level, Log, Sink};
+use crate::mem::kmalloc::Kmalloc;
+use crate::mem::page_alloc::{Page, PageAllocator, Zone};
+use crate::mem::sim::SimRam;
+use crate::options::{Options, PlatformKind, SwiotlbForce};
+use crate::swiotlb::{IO_TLB_SEGSIZE, IO_TLB_SIZE, Swiotlb, SwiotlbStats};
+
+/// Free and total pages of one zone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ZoneStats {
+    /// Pages in the zone.
+    pub total_pages: u64,
+    /// Pages free now.
+    pub free_pages: u64,
+}
+
+/// A snapshot of the system's memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SystemStats {
+    /// ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, in that order.
+    pub zones: [ZoneStats; 3],
+    /// The bounce pool, if there is one.
+    pub swiotlb: Option<SwiotlbStats>,
+}
+
+/// Builds a [`System`].
+#[derive(Default)]
+pub struct SystemBuilder {
+    options: Options,
+    sink: Option<Sink>,
+}
+
+impl SystemBuilder {
+    /// Uses these options (default: [`Options::default`]).
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sends messages to `sink` instead of standard error.
+    pub fn log_sink(mut self, sink: Sink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Lays out RAM, builds the zones and reserves the swiotlb pool.
+    ///
+    /// # Errors
+    ///
+    /// `ENODEV` for a platform this build cannot provide; `EINVAL` for a layout the
+    /// platform refuses; `ENOMEM` or the OS error when RAM cannot be mapped.
+    pub fn build(self) -> Result<Arc<System>> {
+        let log = Log::new();
+        log.set(self.sink);
+        let o = self.options;
+        if o.platform != PlatformKind::Sim {
+            log.emit(Level::Error, "dma", format_args!("platform {:?} is not available in this build; use platform=sim", o.platform));
+            return Err(Errno::ENODEV);
+        }
+        let line = o.cache_line.unwrap_or_else(dma_arch::cache_line_size);
+        let ram = SimRam::new(&o.mem, line)?;
+        let pages = PageAllocator::new(ram.ranges(), o.zone_dma_bits);
+        let swiotlb = reserve_swiotlb(&o, &ram, &pages, &log);
+        let cache_alignment = dma_arch::ARCH_DMA_MINALIGN.max(line);
+        Ok(Arc::new(System { kmalloc: Kmalloc::new(cache_alignment), options: o, ram, pages, swiotlb, log, cache_alignment }))
+    }
+}
+
+impl fmt::Debug for SystemBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SystemBuilder").field("options", &self.options).field("sink", &self.sink.is_some()).finish()
+    }
+}
+
+/// Takes the bounce pool below 4 GiB, halving the request while it does not fit (as the
+/// kernel does at boot), and says so when it had to.
+fn reserve_swiotlb(o: &Options, ram: &SimRam, pages: &PageAllocator, log: &Log) -> Option<Swiotlb> {
+    let s = o.swiotlb;
+    if s.slots == 0 || s.force == SwiotlbForce::NoForce {
+        return None;
+    }
+    let mut slots = s.slots;
+    while slots >= IO_TLB_SEGSIZE {
+        let npages = (slots * IO_TLB_SIZE / PAGE_SIZE) as u64;
+        if let Some(pfn) = pages.take_contig(npages, Zone::Dma32, 1 << (32 - PAGE_SHIFT)) {
+            if slots != s.slots {
+                log.emit(Level::Warn, "swiotlb", format_args!("only {} of {} slots fit below 4 GiB", slots, s.slots));
+            }
+            let cpu = ram.cached_ptr(pfn.phys(), slots * IO_TLB_SIZE)?;
+            let nareas = s.areas.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            return Some(Swiotlb::new(pfn.phys(), cpu, slots, nareas, s.force == SwiotlbForce::Force));
+        }
+        slots = (slots / 2) / IO_TLB_SEGSIZE * IO_TLB_SEGSIZE;
+    }
+    log.emit(Level::Warn, "swiotlb", format_args!("no room below 4 GiB for a bounce pool; bouncing is disabled"));
+    None
+}
+
+/// The platform and its allocators.
+pub struct System {
+    options: Options,
+    ram: SimRam,
+    pages: PageAllocator,
+    swiotlb: Option<Swiotlb>,
+    kmalloc: Kmalloc,
+    log: Log,
+    cache_alignment: usize,
+}
+
+impl System {
+    /// A builder with default options.
+    pub fn builder() -> SystemBuilder {
+        SystemBuilder::default()
+    }
+
+    /// A system from `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SystemBuilder::build`].
+    pub fn new(options: Options) -> Result<Arc<System>> {
+        System::builder().options(options).build()
+    }
+
+    /// A system from `$DMA_OPTS` (or the defaults when it is unset).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` (with the parser's message on standard error) for a bad option string,
+    /// else as [`SystemBuilder::build`].
+    pub fn from_env() -> Result<Arc<System>> {
+        match Options::from_env() {
+            Ok(o) => System::new(o),
+            Err(e) => {
+                eprintln!("dma: {e}");
+                Err(Errno::EINVAL)
+            }
+        }
+    }
+
+    /// The options the system was built from.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Sends messages to `sink` (`None`: standard error).
+    pub fn set_log_sink(&self, sink: Option<Sink>) {
+        self.log.set(sink);
+    }
+
+    /// `dma_get_cache_alignment`: the alignment and size granule that keeps DMA buffers
+    /// off each other's cache lines (`ARCH_DMA_MINALIGN`, or the simulated line if larger).
+    pub fn cache_alignment(&self) -> usize {
+        self.cache_alignment
+    }
+
+    /// The simulated cache line size.
+    pub fn cache_line_size(&self) -> usize {
+        self.ram.line_size()
+    }
+
+    /// The bounce pool, if there is one.
+    pub fn swiotlb(&self) -> Option<&Swiotlb> {
+        self.swiotlb.as_ref()
+    }
+
+    /// Memory statistics.
+    pub fn stats(&self) -> SystemStats {
+        let z = |zone| ZoneStats { total_pages: self.pages.nr_pages(zone), free_pages: self.pages.nr_free(zone) };
+        SystemStats { zones: [z(Zone::Dma), z(Zone::Dma32), z(Zone::Normal)], swiotlb: self.swiotlb.as_ref().map(Swiotlb::stats) }
+    }
+
+    /// Physical RAM ranges as (base, size).
+    pub fn ram_ranges(&self) -> Vec<(PhysAddr, u64)> {
+        self.ram.ranges().map(|(b, s)| (PhysAddr(b), s)).collect()
+    }
+
+    /// `alloc_pages(gfp, order)`: `2^order` contiguous pages from the zone `gfp` names
+    /// (`GFP_DMA`, `GFP_DMA32`, else any), zeroed with `__GFP_ZERO`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an order above the buddy maximum; `ENOMEM` when the zones are full.
+    pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<Page> {
+        if order > crate::mem::buddy::MAX_ORDER {
+            return Err(Errno::EINVAL);
+        }
+        let zone = if gfp.contains(Gfp::__GFP_DMA) {
+            Zone::Dma
+        } else if gfp.contains(Gfp::__GFP_DMA32) {
+            Zone::Dma32
+        } else {
+            Zone::Normal
+        };
+        let pfn = self.pages.alloc(order, zone).ok_or(Errno::ENOMEM)?;
+        if gfp.contains(Gfp::__GFP_ZERO) {
+            let p = self.page_address(Page(pfn));
+            // SAFETY: the block is ours and `PAGE_SIZE << order` long in the cached view.
+            unsafe { p.write_bytes(0, PAGE_SIZE << order) };
+        }
+        Ok(Page(pfn))
+    }
+
+    /// `__free_pages(page, order)`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` (nothing freed) when the block was not allocated with that order.
+    pub fn free_pages(&self, page: Page, order: u32) -> Result<()> {
+        self.pages.free(page.pfn(), order).map_err(|e| {
+            self.log.emit(Level::Warn, "page_alloc", format_args!("bad free of {:?} order {order}: {e}", page.pfn()));
+            Errno::EINVAL
+        })
+    }
+
+    /// `page_address(page)`: the CPU (cached view) address of a page.
+    pub fn page_address(&self, page: Page) -> *mut u8 {
+        self.ram.cached_ptr(page.phys(), PAGE_SIZE).unwrap_or(std::ptr::null_mut())
+    }
+
+    /// `virt_to_page(ptr)`: the page behind a CPU address of platform RAM.
+    pub fn virt_to_page(&self, ptr: *const u8) -> Option<Page> {
+        self.ram.virt_to_phys(ptr as usize, 1).map(|p| Page(p.pfn()))
+    }
+
+    /// `virt_to_phys(ptr)`: the physical address behind a CPU address of platform RAM.
+    pub fn virt_to_phys(&self, ptr: *const u8) -> Option<PhysAddr> {
+        self.ram.virt_to_phys(ptr as usize, 1)
+    }
+
+    /// `kmalloc(size, gfp)`: a small buffer from platform RAM, aligned to its size class
+    /// (at least [`System::cache_alignment`]), so it maps without bouncing.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for size 0; `ENOMEM` when the zone is full.
+    pub fn kmalloc(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>> {
+        self.kmalloc.alloc(&self.ram, &self.pages, size, gfp)
+    }
+
+    /// `kfree(ptr)`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` (nothing freed, a message printed) for a pointer `kmalloc` did not return.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must not be used after this call.
+    pub unsafe fn kfree(&self, ptr: NonNull<u8>) -> Result<()> {
+        self.kmalloc.free(&self.ram, &self.pages, ptr).inspect_err(|_| {
+            self.log.emit(Level::Warn, "kmalloc", format_args!("kfree of {ptr:p}, which kmalloc did not return"));
+        })
+    }
+
+    pub(crate) fn ram(&self) -> &SimRam {
+        &self.ram
+    }
+
+    pub(crate) fn pages(&self) -> &PageAllocator {
+        &self.pages
+    }
+
+    pub(crate) fn log(&self) -> &Log {
+        &self.log
+    }
+}
+
+impl fmt::Debug for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("System")
+            .field("options", &self.options.to_string())
+            .field("cache_alignment", &self.cache_alignment)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
