@@ -34,8 +34,8 @@ use crate::scatterlist::Scatterlist;
 /// and, beyond the kernel, must reach at least some RAM at all.
 pub(crate) fn supported(dev: &Device, mask: DmaMask) -> bool {
     let sys = dev.system();
-    let lowest = sys.ram().ranges().map(|(b, _)| b).min().unwrap_or(0);
-    if dev.phys_to_dma(PhysAddr(lowest)).0 > mask.value() {
+    let Some(lowest) = lowest_ram_dma(dev) else { return false };
+    if lowest > mask.value() {
         return false;
     }
     if mask.value() >= dma_bit_mask(32) {
@@ -44,6 +44,21 @@ pub(crate) fn supported(dev: &Device, mask: DmaMask) -> bool {
     let max_ram = sys.ram().ranges().map(|(b, s)| b + s - 1).max().unwrap_or(0);
     let min_mask = dma_bit_mask(sys.options().zone_dma_bits).min(max_ram);
     mask.value() >= dev.phys_to_dma(PhysAddr(min_mask)).0
+}
+
+/// The lowest bus address at which the device sees any RAM.
+fn lowest_ram_dma(dev: &Device) -> Option<u64> {
+    let ram = dev.system().ram().ranges();
+    if dev.range_map().is_empty() {
+        return ram.map(|(b, _)| b).min();
+    }
+    ram.flat_map(|(b, s)| {
+        dev.range_map().iter().filter_map(move |w| {
+            let start = b.max(w.cpu_start.0);
+            (start < (b + s).min(w.cpu_start.0 + w.size)).then(|| w.dma_start.0 + (start - w.cpu_start.0))
+        })
+    })
+    .min()
 }
 
 /// `dma_direct_get_required_mask`: all ones up to the top bit of the last RAM address.
@@ -180,8 +195,8 @@ pub(crate) fn free_pages(dev: &Device, size: usize, page: Page, dma: DmaAddr) {
 
 /// `arch_sync_dma_for_device`: clean, whatever the direction.
 #[inline]
-fn arch_sync_for_device(dev: &Device, phys: PhysAddr, size: usize) {
-    dev.system().ram().clean(phys, size);
+fn arch_sync_for_device(dev: &Device, phys: PhysAddr, size: usize, dir: Direction) {
+    dev.system().ram().clean(phys, size, dir.device_writes());
 }
 
 /// `arch_sync_dma_for_cpu`: invalidate what the device may have written.
@@ -213,7 +228,7 @@ pub(crate) fn map_phys(dev: &Device, phys: PhysAddr, size: usize, dir: Direction
         if attrs.contains(Attrs::REQUIRE_COHERENT) {
             return Err(Errno::EIO);
         }
-        arch_sync_for_device(dev, phys, size);
+        arch_sync_for_device(dev, phys, size, dir);
     }
     Ok(dma)
 }
@@ -258,7 +273,7 @@ unsafe fn bounce(dev: &Device, cpu: usize, key: u64, size: usize, dir: Direction
     }
     dev.clear_skip_sync();
     if !dev.is_coherent() && !attrs.contains(Attrs::SKIP_CPU_SYNC) {
-        arch_sync_for_device(dev, phys, size);
+        arch_sync_for_device(dev, phys, size, dir);
     }
     Ok(dma)
 }
@@ -293,13 +308,13 @@ pub(crate) fn sync_for_cpu(dev: &Device, dma: DmaAddr, size: usize, dir: Directi
 }
 
 /// `dma_direct_sync_single_for_device`.
-pub(crate) fn sync_for_device(dev: &Device, dma: DmaAddr, size: usize) {
+pub(crate) fn sync_for_device(dev: &Device, dma: DmaAddr, size: usize, dir: Direction) {
     let Some(phys) = dev.dma_to_phys(dma) else { return };
     if let Some(tlb) = dev.system().swiotlb().filter(|t| t.contains(phys)) {
         tlb.sync_for_device(phys, size, &|a| dev.warn(a));
     }
     if !dev.is_coherent() {
-        arch_sync_for_device(dev, phys, size);
+        arch_sync_for_device(dev, phys, size, dir);
     }
 }
 

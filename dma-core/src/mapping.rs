@@ -435,7 +435,7 @@ impl Device {
             return self.warn(format_args!("dma_sync_single_for_device: invalid direction {dir}"));
         }
         match &self.ops {
-            None => direct::sync_for_device(self, dma, size),
+            None => direct::sync_for_device(self, dma, size, dir),
             // SAFETY: forwarded from the caller.
             Some(ops) => unsafe { ops.sync_for_device(self, dma, size, dir) },
         }

@@ -24,7 +24,7 @@
 //! is dropped; the system that owns it outlives every device and buffer (they hold an
 //! `Arc` to it). Copies between views never overlap (they are different mappings).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
 use std::ptr;
 use std::sync::Mutex;
@@ -81,6 +81,9 @@ pub struct SimRam {
     line: usize,
     /// Live remaps of the memory view: CPU address → (physical address, length).
     remaps: Mutex<BTreeMap<usize, (PhysAddr, usize)>>,
+    /// Contents of partly covered lines at the clean that handed them to a device that
+    /// writes; see [`SimRam::invalidate_for_cpu`].
+    shadows: Mutex<HashMap<u64, Box<[u8]>>>,
 }
 
 impl SimRam {
@@ -107,7 +110,15 @@ impl SimRam {
         let memory_fd = new_memfd(c"dma-sim-memory", total)?;
         let cached = View::map(&cached_fd, total)?;
         let memory = View::map(&memory_fd, total)?;
-        Ok(SimRam { regions, cached, memory, memory_fd, line, remaps: Mutex::new(BTreeMap::new()) })
+        Ok(SimRam {
+            regions,
+            cached,
+            memory,
+            memory_fd,
+            line,
+            remaps: Mutex::new(BTreeMap::new()),
+            shadows: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The simulated cache line size.
@@ -181,12 +192,43 @@ impl SimRam {
 
     /// Writes the cached view of every line touching the range back to memory
     /// (`dcache_clean_poc`), then runs the real clean instruction on it.
-    pub(crate) fn clean(&self, phys: PhysAddr, len: usize) {
-        if let Some((off, n)) = self.lines(phys, len) {
-            self.copy_to_memory(off, n);
-            // SAFETY: [cached.base + off, + n) lies inside the cached view (checked by `lines`).
-            unsafe { dma_arch::clean((self.cached.base + off) as *const u8, n) };
+    ///
+    /// With `track_edges` (the device will write the range), the lines the range covers
+    /// only partly are remembered as they are now, clean, so that
+    /// [`SimRam::invalidate_for_cpu`] can tell whether the CPU dirtied them meanwhile.
+    pub(crate) fn clean(&self, phys: PhysAddr, len: usize, track_edges: bool) {
+        let Some((off, n)) = self.lines(phys, len) else { return };
+        self.copy_to_memory(off, n);
+        if track_edges {
+            let mut shadows = self.lock_shadows();
+            for (line_phys, line_off) in self.partial_lines(phys, len, off, n) {
+                shadows.insert(line_phys, self.cached_line(line_off).into());
+            }
         }
+        // SAFETY: [cached.base + off, + n) lies inside the cached view (checked by `lines`).
+        unsafe { dma_arch::clean((self.cached.base + off) as *const u8, n) };
+    }
+
+    /// The lines `[phys, phys + len)` covers only partly, as (line physical address,
+    /// view offset); `off`/`n` are the rounded-out range from `lines`.
+    fn partial_lines(&self, phys: PhysAddr, len: usize, off: usize, n: usize) -> impl Iterator<Item = (u64, usize)> {
+        let line = self.line;
+        let mask = line as u64 - 1;
+        let head = phys.0 & mask != 0;
+        let tail = (phys.0 + len as u64) & mask != 0 && !(n == line && head);
+        let first = phys.0 & !mask;
+        let last = first + (n - line) as u64;
+        [(head, first, off), (tail, last, off + n - line)].into_iter().filter(|t| t.0).map(|(_, p, o)| (p, o))
+    }
+
+    fn cached_line(&self, off: usize) -> &[u8] {
+        // SAFETY: `off` is a line offset inside the cached view (from `lines`); the slice
+        // is only read, and only while the CPU owns no reference into device-owned lines.
+        unsafe { std::slice::from_raw_parts((self.cached.base + off) as *const u8, self.line) }
+    }
+
+    fn lock_shadows(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Box<[u8]>>> {
+        self.shadows.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Cleans, then invalidates, every line touching the range (`dcache_clean_inval_poc`).
@@ -199,21 +241,26 @@ impl SimRam {
         }
     }
 
-    /// Invalidates the range for the CPU after the device wrote it (`dcache_inval_poc`):
-    /// lines fully inside are dropped and reloaded from memory; a line only partly covered
-    /// is cleaned first (arm64's `dc civac` on the edges), which writes the CPU's copy of
-    /// the whole line back over whatever the device wrote into it. That is the hardware
-    /// hazard `ARCH_DMA_MINALIGN` exists for: a buffer must not share a line.
+    /// Invalidates the range for the CPU after the device wrote it (`dcache_inval_poc`).
+    ///
+    /// Lines fully inside are dropped and reloaded from memory. A line only partly
+    /// covered gets arm64's `dc civac`: if the CPU dirtied it since the clean that handed
+    /// it to the device (some byte differs from the line as it was then), the whole line is
+    /// written back first, over whatever the device wrote into it, exactly as hardware
+    /// does. That is the hazard `ARCH_DMA_MINALIGN` exists for: a DMA buffer must not
+    /// share a line with data the CPU writes. A partial line the CPU left alone is clean
+    /// and is simply reloaded, as on hardware.
     pub(crate) fn invalidate_for_cpu(&self, phys: PhysAddr, len: usize) {
         let Some((off, n)) = self.lines(phys, len) else { return };
-        let line = self.line;
-        let head = phys.0 as usize & (line - 1);
-        let tail = (phys.0 as usize).wrapping_add(len) & (line - 1);
-        if head != 0 {
-            self.copy_to_memory(off, line);
-        }
-        if tail != 0 {
-            self.copy_to_memory(off + n - line, line);
+        let edges: Vec<_> = self.partial_lines(phys, len, off, n).collect();
+        if !edges.is_empty() {
+            let mut shadows = self.lock_shadows();
+            for (line_phys, line_off) in edges {
+                let dirty = shadows.remove(&line_phys).is_some_and(|s| *s != *self.cached_line(line_off));
+                if dirty {
+                    self.copy_to_memory(line_off, self.line);
+                }
+            }
         }
         self.copy_to_cached(off, n);
         // SAFETY: as in `clean`.
@@ -341,7 +388,7 @@ mod tests {
             *cpu(&r, 0x10_0010) = 7;
             assert_eq!(*mem(&r, 0x10_0010), 0, "the device view is stale before a clean");
             *cpu(&r, 0x10_0000) = 9; // same line, outside the cleaned byte
-            r.clean(PhysAddr(0x10_0010), 1);
+            r.clean(PhysAddr(0x10_0010), 1, false);
             assert_eq!(*mem(&r, 0x10_0010), 7);
             assert_eq!(*mem(&r, 0x10_0000), 9, "clean writes the whole line back");
             *mem(&r, 0x10_0040) = 5;
@@ -351,18 +398,33 @@ mod tests {
     }
 
     #[test]
-    fn partial_lines_are_cleaned_before_the_invalidate() {
+    fn a_partial_line_the_cpu_dirtied_is_written_back_over_the_device_data() {
         let r = ram();
         // SAFETY: addresses come from the platform and lie in its views.
         unsafe {
-            // The device wrote 0xdd into bytes 0x20..0x40 of a line; the CPU holds 0x11
-            // at byte 0 of the same line (another variable).
-            *cpu(&r, 0x10_0000) = 0x11;
-            *mem(&r, 0x10_0020) = 0xdd;
+            // Bytes 0x20..0x40 of a line go to the device; byte 0 is another variable.
+            r.clean(PhysAddr(0x10_0020), 0x20, true);
+            *cpu(&r, 0x10_0000) = 0x11; // the CPU dirties the line during the DMA
+            *mem(&r, 0x10_0020) = 0xdd; // the device writes its part
             r.invalidate_for_cpu(PhysAddr(0x10_0020), 0x20);
             assert_eq!(*cpu(&r, 0x10_0000), 0x11, "the neighbour survives (written back)");
             assert_eq!(*cpu(&r, 0x10_0020), 0, "the device's bytes in the shared line are lost");
         }
+    }
+
+    #[test]
+    fn a_partial_line_the_cpu_left_clean_keeps_the_device_data() {
+        let r = ram();
+        // SAFETY: addresses come from the platform and lie in its views.
+        unsafe {
+            *cpu(&r, 0x10_0000) = 0x11;
+            r.clean(PhysAddr(0x10_0020), 0x10, true); // head and tail in one line
+            *mem(&r, 0x10_0020) = 0xdd;
+            r.invalidate_for_cpu(PhysAddr(0x10_0020), 0x10);
+            assert_eq!(*cpu(&r, 0x10_0020), 0xdd);
+            assert_eq!(*cpu(&r, 0x10_0000), 0x11);
+        }
+        assert!(r.lock_shadows().is_empty(), "shadows are consumed by the invalidate");
     }
 
     #[test]
