@@ -57,8 +57,8 @@ fn bad_frees_and_unmaps_warn_and_change_nothing() {
         dev.unmap_single(DMA_MAPPING_ERROR, 8, Direction::ToDevice, Attrs::empty());
     }
     assert!(logged(&log, "invalid DMA memory address"));
-    // SAFETY: unknown mapping in swiotlb's range: refused with a message.
     let tlb = sys.swiotlb().unwrap().start();
+    // SAFETY: unknown mapping in swiotlb's range: refused with a message.
     unsafe { dev.unmap_single(DmaAddr(tlb.0 + 4096), 8, Direction::ToDevice, Attrs::empty()) };
     assert!(logged(&log, "not the start of a bounce mapping"));
     let k = sys.kmalloc(64, Gfp::GFP_KERNEL).unwrap();

@@ -376,7 +376,7 @@ mod tests {
         let va = cpu(&r, 0x1_0000_1000) as usize;
         assert_eq!(r.virt_to_phys(va, 0x1000), Some(PhysAddr(0x1_0000_1000)));
         assert_eq!(r.virt_to_phys(va, 0x1001), None);
-        let heap = vec![0u8; 16];
+        let heap = [0u8; 16];
         assert_eq!(r.virt_to_phys(heap.as_ptr() as usize, 16), None);
     }
 
