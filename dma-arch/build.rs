@@ -9,9 +9,7 @@ fn main() {
     let target = std::env::var("TARGET").unwrap_or_default();
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    let v7_a = target.starts_with("armv7-")
-        || target.starts_with("armv7a-")
-        || target.starts_with("thumbv7neon-");
+    let v7_a = target.starts_with("armv7-") || target.starts_with("armv7a-") || target.starts_with("thumbv7neon-");
     if arch == "arm" && (os == "linux" || os == "android") && v7_a {
         println!("cargo::rustc-cfg=dma_arch_armv7");
     }

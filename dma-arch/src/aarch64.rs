@@ -49,12 +49,7 @@ fn read_ctr_el0() -> u64 {
 /// Reads the line size; the instructions themselves are architectural at EL0 on Linux.
 pub(crate) fn detect() -> Detected {
     let line_size = sanitize_line_size(dminline_bytes(read_ctr_el0()));
-    Detected {
-        caps: Capabilities {
-            path: CachePath::Aarch64Dc,
-            line_size,
-        },
-    }
+    Detected { caps: Capabilities { path: CachePath::Aarch64Dc, line_size } }
 }
 
 /// # Safety
@@ -150,21 +145,14 @@ mod tests {
         assert_eq!(dminline_bytes(0x8444_c004), 64);
         assert_eq!(dminline_bytes(3 << 16), 32);
         assert_eq!(dminline_bytes(6 << 16), 256);
-        assert_eq!(
-            sanitize_line_size(dminline_bytes(0)),
-            64,
-            "4-byte lines are garbage"
-        );
+        assert_eq!(sanitize_line_size(dminline_bytes(0)), 64, "4-byte lines are garbage");
     }
 
     #[test]
     fn detect_reads_ctr_el0() {
         let d = detect();
         assert_eq!(d.caps.path, CachePath::Aarch64Dc);
-        assert_eq!(
-            d.caps.line_size,
-            sanitize_line_size(dminline_bytes(read_ctr_el0()))
-        );
+        assert_eq!(d.caps.line_size, sanitize_line_size(dminline_bytes(read_ctr_el0())));
         assert_eq!(crate::capabilities(), d.caps);
     }
 
@@ -172,21 +160,10 @@ mod tests {
     fn dc_cvac_and_dc_civac_keep_data() {
         let real = detect();
         for line_size in [real.caps.line_size, 16, 256] {
-            let d = Detected {
-                caps: Capabilities {
-                    line_size,
-                    ..real.caps
-                },
-            };
+            let d = Detected { caps: Capabilities { line_size, ..real.caps } };
             let mut buf: Vec<u8> = (0..70 * line_size + 9).map(|i| (i % 251) as u8).collect();
             let want = buf.clone();
-            for (off, len) in [
-                (0, buf.len()),
-                (0, 0),
-                (1, 1),
-                (5, line_size),
-                (line_size - 1, 2),
-            ] {
+            for (off, len) in [(0, buf.len()), (0, 0), (1, 1), (5, line_size), (line_size - 1, 2)] {
                 let p = buf[off..].as_ptr();
                 // SAFETY: `[p, p + len)` lies inside `buf`.
                 unsafe {

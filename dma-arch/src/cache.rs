@@ -177,15 +177,9 @@ mod tests {
             };
             return Some(path);
         }
-        if cfg!(all(
-            target_arch = "aarch64",
-            any(target_os = "linux", target_os = "android")
-        )) {
+        if cfg!(all(target_arch = "aarch64", any(target_os = "linux", target_os = "android"))) {
             Some(CachePath::Aarch64Dc)
-        } else if cfg!(any(
-            target_arch = "arm",
-            not(any(target_arch = "x86_64", target_arch = "riscv64"))
-        )) {
+        } else if cfg!(any(target_arch = "arm", not(any(target_arch = "x86_64", target_arch = "riscv64")))) {
             Some(CachePath::FenceOnly)
         } else {
             // x86_64: the x86_64 tests compare against CPUID and /proc/cpuinfo.
@@ -201,17 +195,10 @@ mod tests {
             assert_eq!(caps.path, want, "detected {caps:?}");
         }
         if cfg!(target_arch = "x86_64") {
-            assert_ne!(
-                caps.path,
-                CachePath::FenceOnly,
-                "every x86_64 CPU has clflush"
-            );
+            assert_ne!(caps.path, CachePath::FenceOnly, "every x86_64 CPU has clflush");
         }
         if cfg!(target_arch = "riscv64") {
-            assert!(
-                matches!(caps.path, CachePath::RiscvZicbom | CachePath::FenceOnly),
-                "{caps:?}"
-            );
+            assert!(matches!(caps.path, CachePath::RiscvZicbom | CachePath::FenceOnly), "{caps:?}");
         }
     }
 
@@ -224,10 +211,7 @@ mod tests {
         assert_eq!(line, capabilities().line_size);
         let want = std::env::var("DMA_ARCH_EXPECT_LINE")
             .ok()
-            .map(|v| {
-                v.parse::<usize>()
-                    .expect("DMA_ARCH_EXPECT_LINE is a number")
-            })
+            .map(|v| v.parse::<usize>().expect("DMA_ARCH_EXPECT_LINE is a number"))
             .or_else(|| match std::env::var("QEMU_CPU").ok()?.as_str() {
                 _ if !cfg!(target_arch = "aarch64") => None,
                 "cortex-a53" | "cortex-a57" | "cortex-a72" | "neoverse-n1" => Some(64),
@@ -262,13 +246,7 @@ mod tests {
         let line = cache_line_size();
         let mut buf: Vec<u8> = (0..64 * line).map(|i| (i * 7 + 3) as u8).collect();
         let want = buf.clone();
-        for (off, len) in [
-            (0, buf.len()),
-            (1, 1),
-            (3, line),
-            (line - 1, 2),
-            (5, 40 * line + 9),
-        ] {
+        for (off, len) in [(0, buf.len()), (1, 1), (3, line), (line - 1, 2), (5, 40 * line + 9)] {
             let p = buf[off..].as_ptr();
             // SAFETY: `[p, p + len)` lies inside `buf`, which is live and readable.
             unsafe {

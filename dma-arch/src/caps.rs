@@ -75,11 +75,7 @@ mod tests {
     #[test]
     fn only_fence_only_skips_maintenance() {
         for path in ALL {
-            assert_eq!(
-                path.maintains_cache(),
-                path != CachePath::FenceOnly,
-                "{path:?}"
-            );
+            assert_eq!(path.maintains_cache(), path != CachePath::FenceOnly, "{path:?}");
         }
     }
 

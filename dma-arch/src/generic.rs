@@ -35,12 +35,7 @@ pub(crate) struct Detected {
 }
 
 pub(crate) fn detect() -> Detected {
-    Detected {
-        caps: Capabilities {
-            path: CachePath::FenceOnly,
-            line_size: FALLBACK_LINE_SIZE,
-        },
-    }
+    Detected { caps: Capabilities { path: CachePath::FenceOnly, line_size: FALLBACK_LINE_SIZE } }
 }
 
 /// Does NOT clean: only [`mb`].

@@ -64,7 +64,5 @@ cfg_if::cfg_if! {
 }
 
 pub use barrier::{dma_rmb, dma_wmb, mb};
-pub use cache::{
-    ARCH_DMA_MINALIGN, cache_line_size, capabilities, clean, clean_invalidate, invalidate,
-};
+pub use cache::{ARCH_DMA_MINALIGN, cache_line_size, capabilities, clean, clean_invalidate, invalidate};
 pub use caps::{CachePath, Capabilities};

@@ -9,10 +9,7 @@
 #![cfg_attr(
     not(any(
         target_arch = "x86_64",
-        all(
-            target_arch = "aarch64",
-            any(target_os = "linux", target_os = "android")
-        ),
+        all(target_arch = "aarch64", any(target_os = "linux", target_os = "android")),
         all(target_arch = "riscv64", target_os = "linux"),
     )),
     allow(dead_code, reason = "only the fence-only backend is built")
@@ -33,9 +30,7 @@ const MAX_LINE_SIZE: usize = 2048;
 /// [`FALLBACK_LINE_SIZE`].
 pub(crate) fn sanitize_line_size(raw: u64) -> usize {
     match usize::try_from(raw) {
-        Ok(size) if size.is_power_of_two() && (MIN_LINE_SIZE..=MAX_LINE_SIZE).contains(&size) => {
-            size
-        }
+        Ok(size) if size.is_power_of_two() && (MIN_LINE_SIZE..=MAX_LINE_SIZE).contains(&size) => size,
         _ => FALLBACK_LINE_SIZE,
     }
 }
@@ -46,12 +41,7 @@ pub(crate) fn sanitize_line_size(raw: u64) -> usize {
 /// `line` must be a power of two (the sanitized line size). Only addresses are computed, with
 /// wrapping arithmetic, so this is safe; whether `op` may touch them is the caller's contract.
 #[inline]
-pub(crate) fn for_each_line(
-    addr: *const u8,
-    len: usize,
-    line: usize,
-    mut op: impl FnMut(*const u8),
-) {
+pub(crate) fn for_each_line(addr: *const u8, len: usize, line: usize, mut op: impl FnMut(*const u8)) {
     debug_assert!(line.is_power_of_two());
     if len == 0 {
         return;
@@ -75,9 +65,7 @@ mod tests {
 
     fn lines(addr: usize, len: usize, line: usize) -> Vec<usize> {
         let mut seen = Vec::new();
-        for_each_line(core::ptr::without_provenance(addr), len, line, |p| {
-            seen.push(p.addr())
-        });
+        for_each_line(core::ptr::without_provenance(addr), len, line, |p| seen.push(p.addr()));
         seen
     }
 

@@ -46,38 +46,19 @@ pub(crate) struct Detected {
 
 /// Picks the path from what the kernel reported and what the probe observed. `probe` only
 /// runs when hwprobe did not confirm Zicbom.
-fn select(
-    hw: sys::Hwprobe,
-    probe: impl FnOnce() -> bool,
-    dt_block_size: impl FnOnce() -> Option<u64>,
-) -> Detected {
+fn select(hw: sys::Hwprobe, probe: impl FnOnce() -> bool, dt_block_size: impl FnOnce() -> Option<u64>) -> Detected {
     let usable = hw.zicbom || probe();
     if !usable {
-        let caps = Capabilities {
-            path: CachePath::FenceOnly,
-            line_size: FALLBACK_LINE_SIZE,
-        };
+        let caps = Capabilities { path: CachePath::FenceOnly, line_size: FALLBACK_LINE_SIZE };
         return Detected { caps };
     }
-    let line_size = hw
-        .block_size
-        .or_else(dt_block_size)
-        .map_or(FALLBACK_LINE_SIZE, sanitize_line_size);
-    Detected {
-        caps: Capabilities {
-            path: CachePath::RiscvZicbom,
-            line_size,
-        },
-    }
+    let line_size = hw.block_size.or_else(dt_block_size).map_or(FALLBACK_LINE_SIZE, sanitize_line_size);
+    Detected { caps: Capabilities { path: CachePath::RiscvZicbom, line_size } }
 }
 
 /// Asks the kernel, then probes if needed.
 pub(crate) fn detect() -> Detected {
-    select(
-        sys::hwprobe(),
-        || !sys::traps(probe_cbo_clean),
-        sys::dt_cbom_block_size,
-    )
+    select(sys::hwprobe(), || !sys::traps(probe_cbo_clean), sys::dt_cbom_block_size)
 }
 
 /// Executes `cbo.clean` on the line holding `line`, recording its address for the SIGILL
@@ -253,16 +234,7 @@ mod sys {
     }
 
     pub(super) fn hwprobe() -> Hwprobe {
-        let mut pairs = [
-            Pair {
-                key: KEY_IMA_EXT_0,
-                value: 0,
-            },
-            Pair {
-                key: KEY_ZICBOM_BLOCK_SIZE,
-                value: 0,
-            },
-        ];
+        let mut pairs = [Pair { key: KEY_IMA_EXT_0, value: 0 }, Pair { key: KEY_ZICBOM_BLOCK_SIZE, value: 0 }];
         // SAFETY: `pairs` is a live, writable array of `pairs.len()` `struct riscv_hwprobe`;
         // a zero cpusetsize with a null set means "all online CPUs"; flags must be 0.
         let rc = unsafe {
@@ -287,8 +259,7 @@ mod sys {
 
     /// cpu0's `riscv,cbom-block-size` device tree property: one big-endian u32.
     pub(super) fn dt_cbom_block_size() -> Option<u64> {
-        let raw =
-            std::fs::read("/sys/devices/system/cpu/cpu0/of_node/riscv,cbom-block-size").ok()?;
+        let raw = std::fs::read("/sys/devices/system/cpu/cpu0/of_node/riscv,cbom-block-size").ok()?;
         let word: [u8; 4] = raw.get(..4)?.try_into().ok()?;
         Some(u32::from_be_bytes(word).into())
     }
@@ -310,11 +281,7 @@ mod sys {
     /// glibc `REG_PC`: `__gregs[0]` holds the faulting pc.
     const REG_PC: usize = 0;
 
-    extern "C" fn on_sigill(
-        _sig: libc::c_int,
-        _info: *mut libc::siginfo_t,
-        ctx: *mut libc::c_void,
-    ) {
+    extern "C" fn on_sigill(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         let uc = ctx.cast::<libc::ucontext_t>();
         // SAFETY: for an SA_SIGINFO handler the kernel passes the interrupted context as a
         // valid, writable `ucontext_t`; only this handler touches it.
@@ -419,10 +386,7 @@ mod tests {
         let cbo_works = !sys::traps(probe_cbo_clean);
         let d = detect();
         assert_eq!(crate::capabilities(), d.caps);
-        eprintln!(
-            "hwprobe {hw:?}, cbo.clean executes: {cbo_works}, detected {:?}",
-            d.caps
-        );
+        eprintln!("hwprobe {hw:?}, cbo.clean executes: {cbo_works}, detected {:?}", d.caps);
         if hw.zicbom || cbo_works {
             assert_eq!(d.caps.path, CachePath::RiscvZicbom);
         } else {
@@ -435,38 +399,16 @@ mod tests {
 
     #[test]
     fn select_trusts_hwprobe_then_probes() {
-        let yes = sys::Hwprobe {
-            zicbom: true,
-            block_size: Some(64),
-        };
+        let yes = sys::Hwprobe { zicbom: true, block_size: Some(64) };
         let d = select(yes, || panic!("no probe needed"), || None);
-        assert_eq!(
-            d.caps,
-            Capabilities {
-                path: CachePath::RiscvZicbom,
-                line_size: 64
-            }
-        );
+        assert_eq!(d.caps, Capabilities { path: CachePath::RiscvZicbom, line_size: 64 });
 
         let silent = sys::Hwprobe::default();
-        assert_eq!(
-            select(silent, || false, || Some(32)).caps.path,
-            CachePath::FenceOnly
-        );
+        assert_eq!(select(silent, || false, || Some(32)).caps.path, CachePath::FenceOnly);
         let probed = select(silent, || true, || Some(32)).caps;
-        assert_eq!(
-            probed,
-            Capabilities {
-                path: CachePath::RiscvZicbom,
-                line_size: 32
-            }
-        );
+        assert_eq!(probed, Capabilities { path: CachePath::RiscvZicbom, line_size: 32 });
         assert_eq!(select(silent, || true, || None).caps.line_size, 64);
-        assert_eq!(
-            select(silent, || true, || Some(3)).caps.line_size,
-            64,
-            "garbage"
-        );
+        assert_eq!(select(silent, || true, || Some(3)).caps.line_size, 64, "garbage");
     }
 
     #[test]

@@ -77,11 +77,7 @@ fn cpuid_features() -> Features {
         clflush,
         clflushopt: leaf7_ebx & bits::LEAF7_EBX_CLFLUSHOPT != 0,
         clwb: leaf7_ebx & bits::LEAF7_EBX_CLWB != 0,
-        clflush_line: if clflush {
-            ((leaf1.ebx >> 8) & 0xff) * 8
-        } else {
-            0
-        },
+        clflush_line: if clflush { ((leaf1.ebx >> 8) & 0xff) * 8 } else { 0 },
     }
 }
 
@@ -94,20 +90,9 @@ fn select(f: Features) -> Detected {
         CachePath::FenceOnly
     };
     // `clwb` alone cannot invalidate; without a flush instruction nothing is maintained.
-    let path = if f.clwb && flush != CachePath::FenceOnly {
-        CachePath::X86Clwb
-    } else {
-        flush
-    };
-    let line_size = if f.clflush {
-        sanitize_line_size(f.clflush_line.into())
-    } else {
-        FALLBACK_LINE_SIZE
-    };
-    Detected {
-        caps: Capabilities { path, line_size },
-        flush,
-    }
+    let path = if f.clwb && flush != CachePath::FenceOnly { CachePath::X86Clwb } else { flush };
+    let line_size = if f.clflush { sanitize_line_size(f.clflush_line.into()) } else { FALLBACK_LINE_SIZE };
+    Detected { caps: Capabilities { path, line_size }, flush }
 }
 
 /// Reads CPUID and picks the best instructions.
@@ -242,9 +227,7 @@ mod tests {
     use super::*;
 
     fn pattern(len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(5))
-            .collect()
+        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(5)).collect()
     }
 
     /// Every (clean, flush) pair this CPU supports, so each instruction runs at least once.
@@ -260,14 +243,8 @@ mod tests {
         }
         let mut out = vec![];
         for &flush in &flushes {
-            for path in [Some(CachePath::X86Clwb).filter(|_| f.clwb), Some(flush)]
-                .into_iter()
-                .flatten()
-            {
-                out.push(Detected {
-                    caps: Capabilities { path, line_size },
-                    flush,
-                });
+            for path in [Some(CachePath::X86Clwb).filter(|_| f.clwb), Some(flush)].into_iter().flatten() {
+                out.push(Detected { caps: Capabilities { path, line_size }, flush });
             }
         }
         out
@@ -277,14 +254,7 @@ mod tests {
         let line = d.caps.line_size;
         let mut buf = pattern(80 * line + 13);
         let want = buf.clone();
-        for (off, len) in [
-            (0, buf.len()),
-            (0, 0),
-            (1, 1),
-            (7, line),
-            (line - 1, 2),
-            (3, 70 * line + 5),
-        ] {
+        for (off, len) in [(0, buf.len()), (0, 0), (1, 1), (7, line), (line - 1, 2), (3, 70 * line + 5)] {
             let p = buf[off..].as_ptr();
             // SAFETY: `[p, p + len)` is inside `buf`; `d` names instructions CPUID reported.
             unsafe {
@@ -337,15 +307,9 @@ mod tests {
         assert_eq!(f.clflush, flags.contains(&"clflush"));
         assert_eq!(f.clflushopt, flags.contains(&"clflushopt"));
         assert_eq!(f.clwb, flags.contains(&"clwb"));
-        let clflush_size = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("clflush size"))
-            .and_then(|l| l.split(':').nth(1));
+        let clflush_size = cpuinfo.lines().find(|l| l.starts_with("clflush size")).and_then(|l| l.split(':').nth(1));
         if let Some(size) = clflush_size {
-            assert_eq!(
-                size.trim().parse::<usize>().unwrap(),
-                detect().caps.line_size
-            );
+            assert_eq!(size.trim().parse::<usize>().unwrap(), detect().caps.line_size);
         }
     }
 
@@ -365,44 +329,18 @@ mod tests {
 
     #[test]
     fn selection_prefers_clwb_then_clflushopt_then_clflush() {
-        let f = |clflush, clflushopt, clwb| Features {
-            clflush,
-            clflushopt,
-            clwb,
-            clflush_line: 64,
-        };
+        let f = |clflush, clflushopt, clwb| Features { clflush, clflushopt, clwb, clflush_line: 64 };
         let pick = |f| {
             let d = select(f);
             (d.caps.path, d.flush)
         };
-        assert_eq!(
-            pick(f(true, true, true)),
-            (CachePath::X86Clwb, CachePath::X86Clflushopt)
-        );
-        assert_eq!(
-            pick(f(true, false, true)),
-            (CachePath::X86Clwb, CachePath::X86Clflush)
-        );
-        assert_eq!(
-            pick(f(true, true, false)),
-            (CachePath::X86Clflushopt, CachePath::X86Clflushopt)
-        );
-        assert_eq!(
-            pick(f(true, false, false)),
-            (CachePath::X86Clflush, CachePath::X86Clflush)
-        );
-        assert_eq!(
-            pick(f(false, false, false)),
-            (CachePath::FenceOnly, CachePath::FenceOnly)
-        );
-        assert_eq!(
-            pick(f(false, false, true)),
-            (CachePath::FenceOnly, CachePath::FenceOnly)
-        );
-        let garbage = Features {
-            clflush_line: 8 * 3,
-            ..f(true, false, false)
-        };
+        assert_eq!(pick(f(true, true, true)), (CachePath::X86Clwb, CachePath::X86Clflushopt));
+        assert_eq!(pick(f(true, false, true)), (CachePath::X86Clwb, CachePath::X86Clflush));
+        assert_eq!(pick(f(true, true, false)), (CachePath::X86Clflushopt, CachePath::X86Clflushopt));
+        assert_eq!(pick(f(true, false, false)), (CachePath::X86Clflush, CachePath::X86Clflush));
+        assert_eq!(pick(f(false, false, false)), (CachePath::FenceOnly, CachePath::FenceOnly));
+        assert_eq!(pick(f(false, false, true)), (CachePath::FenceOnly, CachePath::FenceOnly));
+        let garbage = Features { clflush_line: 8 * 3, ..f(true, false, false) };
         assert_eq!(select(garbage).caps.line_size, FALLBACK_LINE_SIZE);
     }
 

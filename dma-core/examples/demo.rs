@@ -73,15 +73,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bounced = unsafe { old.map_page(page, 0, 8, Direction::ToDevice, Attrs::empty())? };
     let mut got = [0u8; 8];
     BusMaster::new(&old).read(bounced, &mut got)?;
-    println!("   Buffer at physical {}, mapped at bus address {} (a swiotlb bounce copy below 4 GiB)", page.phys(), bounced);
+    println!(
+        "   Buffer at physical {}, mapped at bus address {} (a swiotlb bounce copy below 4 GiB)",
+        page.phys(),
+        bounced
+    );
     println!("   The device reads {}", text(&got));
     // SAFETY: the mapping is live.
     unsafe { old.unmap_single(bounced, 8, Direction::ToDevice, Attrs::empty()) };
     sys.free_pages(page, 0)?;
     let st = sys.stats().swiotlb.expect("default options have a bounce pool");
-    println!("   swiotlb: {} bounce mappings, {} bytes copied, {} of {} slots in use\n", st.mappings, st.bytes_bounced, st.used_slots, st.total_slots);
+    println!(
+        "   swiotlb: {} bounce mappings, {} bytes copied, {} of {} slots in use\n",
+        st.mappings, st.bytes_bounced, st.used_slots, st.total_slots
+    );
 
-    println!("Cache line: {} bytes simulated; DMA buffers are kept {}-byte aligned so they never share one.", sys.cache_line_size(), sys.cache_alignment());
+    println!(
+        "Cache line: {} bytes simulated; DMA buffers are kept {}-byte aligned so they never share one.",
+        sys.cache_line_size(),
+        sys.cache_alignment()
+    );
     println!("Real cache maintenance on this CPU: {}", dma_arch::capabilities().path);
     Ok(())
 }

@@ -69,11 +69,7 @@ impl Pfn {
 
 /// The page order (log2 of the page count) that covers `size` bytes: the kernel's `get_order`.
 pub const fn get_order(size: usize) -> u32 {
-    if size <= PAGE_SIZE {
-        0
-    } else {
-        usize::BITS - ((size - 1) >> PAGE_SHIFT).leading_zeros()
-    }
+    if size <= PAGE_SIZE { 0 } else { usize::BITS - ((size - 1) >> PAGE_SHIFT).leading_zeros() }
 }
 
 /// `size` rounded up to whole pages, or `None` on overflow (`PAGE_ALIGN`).

@@ -170,7 +170,10 @@ impl Device {
             return Err(Errno::EINVAL);
         }
         for r in &config.range_map {
-            if r.size == 0 || r.cpu_start.checked_add(r.size - 1).is_none() || r.dma_start.checked_add(r.size - 1).is_none() {
+            if r.size == 0
+                || r.cpu_start.checked_add(r.size - 1).is_none()
+                || r.dma_start.checked_add(r.size - 1).is_none()
+            {
                 return Err(Errno::EINVAL);
             }
         }

@@ -212,7 +212,11 @@ pub(crate) fn map_phys(dev: &Device, phys: PhysAddr, size: usize, dir: Direction
     let dma = dev.phys_to_dma(phys);
     if attrs.contains(Attrs::MMIO) {
         if !Device::capable(dma, size, dev.map_limit()) {
-            dev.warn(format_args!("DMA addr {dma}+{size} overflow (mask {:#x}, bus limit {:#x})", dev.map_limit(), dev.bus_dma_limit()));
+            dev.warn(format_args!(
+                "DMA addr {dma}+{size} overflow (mask {:#x}, bus limit {:#x})",
+                dev.map_limit(),
+                dev.bus_dma_limit()
+            ));
             return Err(Errno::EIO);
         }
         return Ok(dma);
@@ -238,7 +242,13 @@ pub(crate) fn map_phys(dev: &Device, phys: PhysAddr, size: usize, dir: Direction
 /// # Safety
 ///
 /// `[cpu, cpu + size)` must stay valid for reads and writes until unmap.
-pub(crate) unsafe fn map_foreign(dev: &Device, cpu: usize, size: usize, dir: Direction, attrs: Attrs) -> Result<DmaAddr> {
+pub(crate) unsafe fn map_foreign(
+    dev: &Device,
+    cpu: usize,
+    size: usize,
+    dir: Direction,
+    attrs: Attrs,
+) -> Result<DmaAddr> {
     if attrs.contains(Attrs::MMIO) {
         return Err(Errno::EINVAL);
     }
@@ -268,7 +278,11 @@ unsafe fn bounce(dev: &Device, cpu: usize, key: u64, size: usize, dir: Direction
     let dma = dev.phys_to_dma(phys);
     if !Device::capable(dma, size, dev.map_limit()) {
         let _ = tlb.unmap(phys, size, dir, Attrs::SKIP_CPU_SYNC);
-        dev.warn(format_args!("swiotlb pool at {} is out of reach of this device (mask {:#x})", tlb.start(), dev.map_limit()));
+        dev.warn(format_args!(
+            "swiotlb pool at {} is out of reach of this device (mask {:#x})",
+            tlb.start(),
+            dev.map_limit()
+        ));
         return Err(Errno::EIO);
     }
     dev.clear_skip_sync();
@@ -355,7 +369,9 @@ pub(crate) unsafe fn map_cpu(dev: &Device, cpu: *mut u8, size: usize, dir: Direc
     match ram.virt_to_phys(cpu as usize, size) {
         Some(phys) => map_phys(dev, phys, size, dir, attrs),
         None if ram.find_remap(cpu as usize).is_some() => {
-            dev.warn(format_args!("dma_map_single of {cpu:p}: maps memory from a coherent (uncached remap) allocation"));
+            dev.warn(format_args!(
+                "dma_map_single of {cpu:p}: maps memory from a coherent (uncached remap) allocation"
+            ));
             Err(Errno::EINVAL)
         }
         None if ram.virt_to_phys(cpu as usize, 1).is_some() => {
@@ -379,7 +395,5 @@ pub(crate) fn max_mapping_size(dev: &Device) -> usize {
 
 /// `dma_direct_need_sync`.
 pub(crate) fn need_sync(dev: &Device, dma: DmaAddr) -> bool {
-    !dev.is_coherent()
-        || dev.dma_to_phys(dma).is_some_and(|p| dev.system().swiotlb().is_some_and(|t| t.contains(p)))
+    !dev.is_coherent() || dev.dma_to_phys(dma).is_some_and(|p| dev.system().swiotlb().is_some_and(|t| t.contains(p)))
 }
-

@@ -128,7 +128,10 @@ impl Device {
         };
         if let Err(e) = r {
             if e == Errno::ENOMEM && !attrs.contains(Attrs::NO_WARN) && !gfp.contains(Gfp::__GFP_NOWARN) {
-                self.warn(format_args!("dma_alloc_attrs: out of memory for {size} bytes within mask {:#x}", self.alloc_limit()));
+                self.warn(format_args!(
+                    "dma_alloc_attrs: out of memory for {size} bytes within mask {:#x}",
+                    self.alloc_limit()
+                ));
             }
         }
         r
@@ -255,7 +258,14 @@ impl Device {
     /// The pages must stay allocated until unmap, and the CPU must not access them while
     /// the device owns them (between map or `sync_*_for_device` and unmap or
     /// `sync_*_for_cpu`).
-    pub unsafe fn map_page(&self, page: Page, offset: usize, size: usize, dir: Direction, attrs: Attrs) -> Result<DmaAddr> {
+    pub unsafe fn map_page(
+        &self,
+        page: Page,
+        offset: usize,
+        size: usize,
+        dir: Direction,
+        attrs: Attrs,
+    ) -> Result<DmaAddr> {
         let Some(phys) = page.phys().checked_add(offset as u64) else { return Err(Errno::EINVAL) };
         let cpu = self.system().ram().cached_ptr(phys, size).ok_or(Errno::EINVAL)?;
         // SAFETY: forwarded from the caller.
@@ -288,7 +298,9 @@ impl Device {
                 // SAFETY: forwarded from the caller.
                 Some(phys) => unsafe { ops.map_phys(self, phys, size, dir, attrs) },
                 None => {
-                    self.warn(format_args!("dma_map_single: {ptr:p} is not platform memory; use kmalloc or a DMA allocation"));
+                    self.warn(format_args!(
+                        "dma_map_single: {ptr:p} is not platform memory; use kmalloc or a DMA allocation"
+                    ));
                     Err(Errno::EINVAL)
                 }
             },
@@ -513,4 +525,3 @@ impl Device {
         }
     }
 }
-

@@ -54,7 +54,13 @@ pub const fn min_not_zero(a: u64, b: u64) -> u64 {
     match (a, b) {
         (0, b) => b,
         (a, 0) => a,
-        (a, b) => if a < b { a } else { b },
+        (a, b) => {
+            if a < b {
+                a
+            } else {
+                b
+            }
+        }
     }
 }
 

@@ -80,7 +80,14 @@ pub trait DmaOps: Send + Sync + Debug {
     ///
     /// The range must be platform RAM that stays allocated until the unmap, and the CPU
     /// must hold no references into it while the device owns it.
-    unsafe fn map_phys(&self, dev: &Device, phys: PhysAddr, size: usize, dir: Direction, attrs: Attrs) -> Result<DmaAddr>;
+    unsafe fn map_phys(
+        &self,
+        dev: &Device,
+        phys: PhysAddr,
+        size: usize,
+        dir: Direction,
+        attrs: Attrs,
+    ) -> Result<DmaAddr>;
 
     /// `unmap_phys`: returns the physical address the mapping started at.
     ///
@@ -91,7 +98,14 @@ pub trait DmaOps: Send + Sync + Debug {
     /// # Safety
     ///
     /// `dma` and `size` must be those of one live mapping from `map_phys`.
-    unsafe fn unmap_phys(&self, dev: &Device, dma: DmaAddr, size: usize, dir: Direction, attrs: Attrs) -> Result<PhysAddr>;
+    unsafe fn unmap_phys(
+        &self,
+        dev: &Device,
+        dma: DmaAddr,
+        size: usize,
+        dir: Direction,
+        attrs: Attrs,
+    ) -> Result<PhysAddr>;
 
     /// `sync_single_for_cpu`.
     ///
@@ -113,6 +127,11 @@ pub trait DmaOps: Send + Sync + Debug {
     /// # Errors
     ///
     /// The fault an IOMMU would report.
-    fn translate(&self, dev: &Device, dma: DmaAddr, len: usize, write: bool) -> core::result::Result<PhysAddr, FaultKind>;
+    fn translate(
+        &self,
+        dev: &Device,
+        dma: DmaAddr,
+        len: usize,
+        write: bool,
+    ) -> core::result::Result<PhysAddr, FaultKind>;
 }
-

@@ -105,11 +105,7 @@ pub struct SwiotlbOptions {
 impl Default for SwiotlbOptions {
     fn default() -> Self {
         // 16 MiB, the kernel's IO_TLB_DEFAULT_SIZE.
-        SwiotlbOptions {
-            slots: 8192,
-            areas: None,
-            force: SwiotlbForce::Default,
-        }
+        SwiotlbOptions { slots: 8192, areas: None, force: SwiotlbForce::Default }
     }
 }
 
@@ -156,16 +152,7 @@ impl Default for Options {
         Options {
             platform: PlatformKind::Sim,
             // Like an Arm SoC: RAM below 4 GiB above the first 8 MiB of devices, more above.
-            mem: vec![
-                MemRange {
-                    base: 0x80_0000,
-                    size: 248 << 20,
-                },
-                MemRange {
-                    base: 0x1_0000_0000,
-                    size: 256 << 20,
-                },
-            ],
+            mem: vec![MemRange { base: 0x80_0000, size: 248 << 20 }, MemRange { base: 0x1_0000_0000, size: 256 << 20 }],
             zone_dma_bits: 24,
             swiotlb: SwiotlbOptions::default(),
             cma: None,
@@ -194,10 +181,7 @@ impl OptionsError {
     }
 
     fn missing(key: &str) -> Self {
-        Self::new(
-            key,
-            format!("option '{key}' in DMA_OPTS needs a value ('{key}=...')"),
-        )
+        Self::new(key, format!("option '{key}' in DMA_OPTS needs a value ('{key}=...')"))
     }
 
     fn invalid(key: &str, value: &str, why: &str) -> Self {
@@ -205,10 +189,7 @@ impl OptionsError {
     }
 
     fn new(key: &str, message: String) -> Self {
-        OptionsError {
-            key: key.to_owned(),
-            message,
-        }
+        OptionsError { key: key.to_owned(), message }
     }
 }
 
@@ -251,10 +232,7 @@ impl Options {
         match value.map(OsStr::to_str) {
             None => Ok(Options::default()),
             Some(Some(s)) => Options::parse(s),
-            Some(None) => Err(OptionsError::new(
-                "DMA_OPTS",
-                "DMA_OPTS is not valid UTF-8".into(),
-            )),
+            Some(None) => Err(OptionsError::new("DMA_OPTS", "DMA_OPTS is not valid UTF-8".into())),
         }
     }
 
@@ -301,11 +279,7 @@ impl fmt::Display for Options {
             let sep = if i == 0 { "" } else { "," };
             write!(f, "{sep}{}@{:#x}", Size(range.size), range.base)?;
         }
-        write!(
-            f,
-            " zone_dma_bits={} swiotlb={}",
-            self.zone_dma_bits, self.swiotlb.slots
-        )?;
+        write!(f, " zone_dma_bits={} swiotlb={}", self.zone_dma_bits, self.swiotlb.slots)?;
         if let Some(areas) = self.swiotlb.areas {
             write!(f, ",{areas}")?;
         }
@@ -423,11 +397,7 @@ fn parse_usize(s: &str) -> Result<usize, String> {
 }
 
 /// Parses one option's value, or reports it missing.
-fn field<T>(
-    key: &str,
-    value: Option<&str>,
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<T, OptionsError> {
+fn field<T>(key: &str, value: Option<&str>, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, OptionsError> {
     let value = value.ok_or_else(|| OptionsError::missing(key))?;
     parse(value).map_err(|why| OptionsError::invalid(key, value, &why))
 }
@@ -458,26 +428,18 @@ fn parse_mem(s: &str) -> Result<Vec<MemRange>, String> {
         if ranges.len() == MAX_MEM_RANGES {
             return Err(format!("at most {MAX_MEM_RANGES} ranges are allowed"));
         }
-        let (size, base) = part
-            .split_once('@')
-            .ok_or_else(|| format!("'{part}' is not SIZE@BASE"))?;
+        let (size, base) = part.split_once('@').ok_or_else(|| format!("'{part}' is not SIZE@BASE"))?;
         let (size, base) = (parse_size(size)?, parse_size(base)?);
         if size == 0 {
             return Err(format!("range '{part}' is empty"));
         }
         if size % PAGE_SIZE != 0 || base % PAGE_SIZE != 0 {
-            return Err(format!(
-                "range '{part}' is not a whole number of 4096-byte pages"
-            ));
+            return Err(format!("range '{part}' is not a whole number of 4096-byte pages"));
         }
         if base.checked_add(size).is_none() {
-            return Err(format!(
-                "range '{part}' ends beyond the 64-bit address space"
-            ));
+            return Err(format!("range '{part}' ends beyond the 64-bit address space"));
         }
-        let overlapping = ranges
-            .iter()
-            .find(|r: &&MemRange| r.base < base + size && base < r.base + r.size);
+        let overlapping = ranges.iter().find(|r: &&MemRange| r.base < base + size && base < r.base + r.size);
         if let Some(other) = overlapping {
             let other = format!("{}@{:#x}", Size(other.size), other.base);
             return Err(format!("range '{part}' overlaps range '{other}'"));
@@ -547,9 +509,7 @@ fn parse_slots(s: &str) -> Result<usize, String> {
 
 fn parse_areas(s: &str) -> Result<usize, String> {
     let areas = parse_usize(s)?;
-    areas
-        .checked_next_power_of_two()
-        .ok_or_else(|| format!("{areas} areas is too many"))
+    areas.checked_next_power_of_two().ok_or_else(|| format!("{areas} areas is too many"))
 }
 
 fn parse_cma(s: &str) -> Result<Option<CmaOptions>, String> {
@@ -567,11 +527,7 @@ fn parse_cma(s: &str) -> Result<Option<CmaOptions>, String> {
             if base.is_empty() && limit.is_none_or(str::is_empty) {
                 return Err("expected BASE, -LIMIT or BASE-LIMIT after '@'".into());
             }
-            let base = if base.is_empty() {
-                None
-            } else {
-                Some(parse_size(base)?)
-            };
+            let base = if base.is_empty() { None } else { Some(parse_size(base)?) };
             let limit = match limit {
                 None => None,
                 Some("") => return Err("expected a LIMIT after '-'".into()),
@@ -586,17 +542,11 @@ fn parse_cma(s: &str) -> Result<Option<CmaOptions>, String> {
             Some(_) => Err("a zero size means no area and takes no placement".into()),
         };
     }
-    let unaligned = [Some(size), base, limit]
-        .into_iter()
-        .flatten()
-        .any(|n| n % PAGE_SIZE != 0);
+    let unaligned = [Some(size), base, limit].into_iter().flatten().any(|n| n % PAGE_SIZE != 0);
     if unaligned {
         return Err("size, base and limit must be multiples of 4096".into());
     }
-    let end = base
-        .unwrap_or(0)
-        .checked_add(size)
-        .ok_or("the area ends beyond 64 bits")?;
+    let end = base.unwrap_or(0).checked_add(size).ok_or("the area ends beyond 64 bits")?;
     if limit.is_some_and(|limit| end > limit) {
         return Err("the area does not fit below its limit".into());
     }
@@ -652,11 +602,7 @@ mod tests {
     type Change = fn(&mut Options);
 
     fn sw(slots: usize, areas: Option<usize>, force: SwiotlbForce) -> SwiotlbOptions {
-        SwiotlbOptions {
-            slots,
-            areas,
-            force,
-        }
+        SwiotlbOptions { slots, areas, force }
     }
 
     fn range(base: u64, size: u64) -> MemRange {
@@ -855,14 +801,9 @@ mod tests {
             let e = parse_size(big).unwrap_err();
             assert_eq!(e, format!("size '{big}' does not fit in 64 bits"));
         }
-        let bad = [
-            "", "K", "0x", "0xK", "12Q", "1.5M", "-1", "+5", "1MB", "0x1_0", "0x1g0", "١٢",
-        ];
+        let bad = ["", "K", "0x", "0xK", "12Q", "1.5M", "-1", "+5", "1MB", "0x1_0", "0x1g0", "١٢"];
         for s in bad {
-            assert!(
-                parse_size(s).unwrap_err().contains("is not a size"),
-                "{s:?}"
-            );
+            assert!(parse_size(s).unwrap_err().contains("is not a size"), "{s:?}");
         }
     }
 
@@ -873,21 +814,12 @@ mod tests {
         assert!(error("zone_dma_bits").contains("needs a value"));
         assert!(error("cma").contains("needs a value"));
         let e = Options::parse("swiotlb=16M foo=1").unwrap_err();
-        assert_eq!(
-            (e.key.as_str(), e.to_string()),
-            ("foo", "unknown option 'foo' in DMA_OPTS".into())
-        );
+        assert_eq!((e.key.as_str(), e.to_string()), ("foo", "unknown option 'foo' in DMA_OPTS".into()));
         assert_eq!(error("iommu"), "unknown option 'iommu' in DMA_OPTS");
         assert_eq!(error("=5"), "unknown option '' in DMA_OPTS");
         // Keys are case-sensitive, as in the kernel.
-        assert_eq!(
-            error("Dma_debug=1"),
-            "unknown option 'Dma_debug' in DMA_OPTS"
-        );
-        assert_eq!(
-            Options::parse("zone-dma-bits=99").unwrap_err().key,
-            "zone-dma-bits"
-        );
+        assert_eq!(error("Dma_debug=1"), "unknown option 'Dma_debug' in DMA_OPTS");
+        assert_eq!(Options::parse("zone-dma-bits=99").unwrap_err().key, "zone-dma-bits");
         let e: Box<dyn std::error::Error> = Box::new(Options::parse("x").unwrap_err());
         assert!(e.to_string().contains("'x'"));
     }
@@ -895,25 +827,13 @@ mod tests {
     #[test]
     fn the_last_value_of_a_key_wins_whole() {
         let o = parse("swiotlb=1M,4,force zone_dma_bits=30 swiotlb=noforce zone_dma_bits=32");
-        assert_eq!(
-            (o.zone_dma_bits, o.swiotlb),
-            (32, sw(0, None, SwiotlbForce::NoForce))
-        );
+        assert_eq!((o.zone_dma_bits, o.swiotlb), (32, sw(0, None, SwiotlbForce::NoForce)));
         // Fields left out of the last value take their defaults, not earlier values.
         let o = parse("swiotlb=1M,4 swiotlb=force");
         assert_eq!(o.swiotlb, sw(8192, None, SwiotlbForce::Force));
-        assert_eq!(
-            parse("mem=1G@0 mem=2G@4G").mem,
-            [MemRange {
-                base: 4 * G,
-                size: 2 * G
-            }]
-        );
+        assert_eq!(parse("mem=1G@0 mem=2G@4G").mem, [MemRange { base: 4 * G, size: 2 * G }]);
         assert_eq!(parse("cma=64M cma=0").cma, None);
-        assert_eq!(
-            parse("platform=host platform=sim").platform,
-            PlatformKind::Sim
-        );
+        assert_eq!(parse("platform=host platform=sim").platform, PlatformKind::Sim);
         // An error in a later token is still an error.
         assert!(Options::parse("zone_dma_bits=30 zone_dma_bits=0").is_err());
     }
@@ -933,10 +853,7 @@ mod tests {
     #[test]
     fn from_env_reads_dma_opts() {
         assert_eq!(Options::from_env_value(None), Ok(Options::default()));
-        assert_eq!(
-            Options::from_env_value(Some(OsStr::new(""))),
-            Ok(Options::default())
-        );
+        assert_eq!(Options::from_env_value(Some(OsStr::new(""))), Ok(Options::default()));
         let o = Options::from_env_value(Some(OsStr::new("cma=16M"))).unwrap();
         assert_eq!(o.cma, cma(16 * M, None, None));
         #[cfg(unix)]
@@ -952,13 +869,7 @@ mod tests {
 
     #[test]
     fn display_prints_sizes_with_exact_suffixes() {
-        for (n, s) in [
-            (0, "0"),
-            (1000, "1000"),
-            (1536, "1536"),
-            (3 * M, "3M"),
-            (5 << 40, "5T"),
-        ] {
+        for (n, s) in [(0, "0"), (1000, "1000"), (1536, "1536"), (3 * M, "3M"), (5 << 40, "5T")] {
             assert_eq!(Size(n).to_string(), s);
         }
         assert_eq!(Size(u64::MAX).to_string(), u64::MAX.to_string());
@@ -968,55 +879,40 @@ mod tests {
 
     /// Options as parse() can produce them: every field within its documented rules.
     fn valid_options() -> impl Strategy<Value = Options> {
-        let mem = proptest::collection::vec((0u64..1 << 30, 1u64..1 << 30), 1..=16).prop_flat_map(
-            |pairs| {
-                // Lay the ranges out in order from page 0, then shuffle them.
-                let mut next = 0u64;
-                let ranges: Vec<MemRange> = pairs
-                    .into_iter()
-                    .map(|(gap, pages)| {
-                        let base = (next + gap) * PAGE_SIZE;
-                        next += gap + pages;
-                        range(base, pages * PAGE_SIZE)
-                    })
-                    .collect();
-                Just(ranges).prop_shuffle()
-            },
-        );
-        let force = prop_oneof![
-            Just(SwiotlbForce::Default),
-            Just(SwiotlbForce::Force),
-            Just(SwiotlbForce::NoForce)
-        ];
-        let swiotlb = (0usize..1 << 20, proptest::option::of(0u32..12), force).prop_map(
-            |(segments, areas, force)| {
-                let slots = match force {
-                    SwiotlbForce::NoForce => 0,
-                    SwiotlbForce::Force => (segments + 1) * 128,
-                    SwiotlbForce::Default => segments * 128,
-                };
-                sw(slots, areas.map(|a| 1 << a), force)
-            },
-        );
+        let mem = proptest::collection::vec((0u64..1 << 30, 1u64..1 << 30), 1..=16).prop_flat_map(|pairs| {
+            // Lay the ranges out in order from page 0, then shuffle them.
+            let mut next = 0u64;
+            let ranges: Vec<MemRange> = pairs
+                .into_iter()
+                .map(|(gap, pages)| {
+                    let base = (next + gap) * PAGE_SIZE;
+                    next += gap + pages;
+                    range(base, pages * PAGE_SIZE)
+                })
+                .collect();
+            Just(ranges).prop_shuffle()
+        });
+        let force = prop_oneof![Just(SwiotlbForce::Default), Just(SwiotlbForce::Force), Just(SwiotlbForce::NoForce)];
+        let swiotlb = (0usize..1 << 20, proptest::option::of(0u32..12), force).prop_map(|(segments, areas, force)| {
+            let slots = match force {
+                SwiotlbForce::NoForce => 0,
+                SwiotlbForce::Force => (segments + 1) * 128,
+                SwiotlbForce::Default => segments * 128,
+            };
+            sw(slots, areas.map(|a| 1 << a), force)
+        });
         let cma = proptest::option::of(
-            (
-                1u64..1 << 40,
-                proptest::option::of(0u64..1 << 40),
-                proptest::option::of(0u64..1 << 40),
-            )
-                .prop_map(|(pages, base, extra)| {
+            (1u64..1 << 40, proptest::option::of(0u64..1 << 40), proptest::option::of(0u64..1 << 40)).prop_map(
+                |(pages, base, extra)| {
                     let size = pages * PAGE_SIZE;
                     let base = base.map(|b| b * PAGE_SIZE);
                     let limit = extra.map(|e| base.unwrap_or(0) + size + e * PAGE_SIZE);
                     CmaOptions { size, base, limit }
-                }),
+                },
+            ),
         );
         let platform = prop_oneof![Just(PlatformKind::Sim), Just(PlatformKind::Host)];
-        let debug = prop_oneof![
-            Just(DebugMode::Off),
-            Just(DebugMode::On),
-            Just(DebugMode::Guard)
-        ];
+        let debug = prop_oneof![Just(DebugMode::Off), Just(DebugMode::On), Just(DebugMode::Guard)];
         let flags = (
             proptest::option::of(any::<u64>()),
             proptest::option::of(any::<bool>()),
@@ -1027,8 +923,7 @@ mod tests {
         );
         (platform, mem, 1u32..=63, swiotlb, cma, flags).prop_map(
             |(platform, mem, zone_dma_bits, swiotlb, cma, flags)| {
-                let (coherent_pool, iommu_strict, iommu_passthrough, dma_debug, entries, line) =
-                    flags;
+                let (coherent_pool, iommu_strict, iommu_passthrough, dma_debug, entries, line) = flags;
                 Options {
                     platform,
                     mem,

@@ -34,7 +34,14 @@ pub struct Fault {
 
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DMA {} of {} bytes at {} refused: {:?}", if self.write { "write" } else { "read" }, self.len, self.addr, self.kind)
+        write!(
+            f,
+            "DMA {} of {} bytes at {} refused: {:?}",
+            if self.write { "write" } else { "read" },
+            self.len,
+            self.addr,
+            self.kind
+        )
     }
 }
 
@@ -100,7 +107,8 @@ impl BusMaster {
     pub fn read(&self, addr: DmaAddr, buf: &mut [u8]) -> Result<(), Fault> {
         let phys = self.record(self.translate(addr, buf.len(), false))?;
         let ram = self.dev.system().ram();
-        let src = if self.dev.is_coherent() { ram.cached_ptr(phys, buf.len()) } else { ram.memory_ptr(phys, buf.len()) };
+        let src =
+            if self.dev.is_coherent() { ram.cached_ptr(phys, buf.len()) } else { ram.memory_ptr(phys, buf.len()) };
         if let Some(src) = src {
             // SAFETY: `src` covers `buf.len()` bytes of platform RAM (checked by
             // `translate`); `buf` is a distinct Rust buffer.

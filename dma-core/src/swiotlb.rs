@@ -230,7 +230,9 @@ impl Swiotlb {
     ) -> Result<PhysAddr> {
         let offset = (orig_key & min_align_mask) as usize & (IO_TLB_SIZE - 1);
         let Some(alloc_size) = size.checked_add(offset).filter(|&a| size != 0 && a <= MAX_MAPPING_SIZE) else {
-            warn(format_args!("swiotlb: mapping of {size} bytes is larger than a bounce buffer can be ({MAX_MAPPING_SIZE})"));
+            warn(format_args!(
+                "swiotlb: mapping of {size} bytes is larger than a bounce buffer can be ({MAX_MAPPING_SIZE})"
+            ));
             return Err(Errno::EINVAL);
         };
         let nslots = alloc_size.div_ceil(IO_TLB_SIZE);
@@ -301,7 +303,9 @@ impl Swiotlb {
                 continue;
             }
             let last = tlb + ((want.nslots << IO_TLB_SHIFT) - 1) as u64;
-            if (tlb & !want.boundary_mask) == (last & !want.boundary_mask) && area.slots[index].list as usize >= want.nslots {
+            if (tlb & !want.boundary_mask) == (last & !want.boundary_mask)
+                && area.slots[index].list as usize >= want.nslots
+            {
                 return Some(index);
             }
             index = (index + want.stride) % self.area_nslabs;
@@ -327,7 +331,13 @@ impl Swiotlb {
     }
 
     /// Copies device data back to the original for the CPU (`swiotlb_sync_single_for_cpu`).
-    pub(crate) fn sync_for_cpu(&self, tlb: PhysAddr, size: usize, dir: Direction, warn: &dyn Fn(std::fmt::Arguments<'_>)) {
+    pub(crate) fn sync_for_cpu(
+        &self,
+        tlb: PhysAddr,
+        size: usize,
+        dir: Direction,
+        warn: &dyn Fn(std::fmt::Arguments<'_>),
+    ) {
         if !dir.device_writes() {
             return;
         }
@@ -364,7 +374,10 @@ impl Swiotlb {
         let (a, i) = (index / self.area_nslabs, index % self.area_nslabs);
         let mut area = self.areas[a].0.lock().unwrap_or_else(|e| e.into_inner());
         let head = area.slots[i];
-        if head.list != 0 || head.nslots == 0 || head.orig.wrapping_add(tlb.0 as usize & (IO_TLB_SIZE - 1)) != head.orig_start {
+        if head.list != 0
+            || head.nslots == 0
+            || head.orig.wrapping_add(tlb.0 as usize & (IO_TLB_SIZE - 1)) != head.orig_start
+        {
             return Err(Errno::EINVAL);
         }
         if dir.device_writes() && !attrs.contains(Attrs::SKIP_CPU_SYNC) {
@@ -465,7 +478,8 @@ mod tests {
         let mut buf = vec![7u8; 3000];
         let key = buf.as_ptr() as u64;
         // SAFETY: `buf` outlives the mapping.
-        let tlb = unsafe { p.tlb.map(buf.as_mut_ptr() as usize, key, 3000, 0, u64::MAX, Attrs::empty(), &quiet) }.unwrap();
+        let tlb =
+            unsafe { p.tlb.map(buf.as_mut_ptr() as usize, key, 3000, 0, u64::MAX, Attrs::empty(), &quiet) }.unwrap();
         // SAFETY: the slot range belongs to the pool and is 3000 bytes long.
         let slot = unsafe { std::slice::from_raw_parts_mut(p.tlb.cpu(tlb), 3000) };
         assert!(slot.iter().all(|&b| b == 7), "map copies for every direction");
@@ -490,7 +504,8 @@ mod tests {
         // An NVMe-like device: the low 12 bits of the bounce address must match the original.
         let key = 0x1234_5a10;
         // SAFETY: `a` outlives the mapping.
-        let m = unsafe { p.tlb.map(a.as_mut_ptr() as usize, key, 64, 0xfff, u64::MAX, Attrs::empty(), &quiet) }.unwrap();
+        let m =
+            unsafe { p.tlb.map(a.as_mut_ptr() as usize, key, 64, 0xfff, u64::MAX, Attrs::empty(), &quiet) }.unwrap();
         assert_eq!(m.0 & 0xfff, key & 0xfff);
         for (x, n) in [(small, 100), (t, 8192), (m, 64)] {
             p.tlb.unmap(x, n, Direction::ToDevice, Attrs::empty()).unwrap();
@@ -503,7 +518,9 @@ mod tests {
         let p = pool(128, 1);
         let mut buf = vec![0u8; MAX_MAPPING_SIZE];
         // SAFETY: `buf` outlives the mapping.
-        let whole = unsafe { p.tlb.map(buf.as_mut_ptr() as usize, 0, MAX_MAPPING_SIZE, 0, u64::MAX, Attrs::empty(), &quiet) }.unwrap();
+        let whole =
+            unsafe { p.tlb.map(buf.as_mut_ptr() as usize, 0, MAX_MAPPING_SIZE, 0, u64::MAX, Attrs::empty(), &quiet) }
+                .unwrap();
         let msg = std::cell::RefCell::new(String::new());
         let record = |a: std::fmt::Arguments<'_>| *msg.borrow_mut() = a.to_string();
         // SAFETY: `buf` outlives the attempt.
@@ -513,7 +530,8 @@ mod tests {
         assert_eq!(p.tlb.stats().full, 1);
         p.tlb.unmap(whole, MAX_MAPPING_SIZE, Direction::ToDevice, Attrs::empty()).unwrap();
         // SAFETY: `buf` outlives the mapping.
-        let again = unsafe { p.tlb.map(buf.as_mut_ptr() as usize, 0, 16, 0, u64::MAX, Attrs::empty(), &quiet) }.unwrap();
+        let again =
+            unsafe { p.tlb.map(buf.as_mut_ptr() as usize, 0, 16, 0, u64::MAX, Attrs::empty(), &quiet) }.unwrap();
         p.tlb.unmap(again, 16, Direction::ToDevice, Attrs::empty()).unwrap();
         p.tlb.check_invariants();
     }
@@ -523,7 +541,9 @@ mod tests {
         let p = pool(256, 1);
         let mut buf = vec![0u8; MAX_MAPPING_SIZE + 1];
         // SAFETY: nothing is mapped on failure.
-        let r = unsafe { p.tlb.map(buf.as_mut_ptr() as usize, 0, MAX_MAPPING_SIZE + 1, 0, u64::MAX, Attrs::empty(), &quiet) };
+        let r = unsafe {
+            p.tlb.map(buf.as_mut_ptr() as usize, 0, MAX_MAPPING_SIZE + 1, 0, u64::MAX, Attrs::empty(), &quiet)
+        };
         assert_eq!(r, Err(Errno::EINVAL));
         // SAFETY: as above.
         let r = unsafe { p.tlb.map(buf.as_mut_ptr() as usize, 0, 0, 0, u64::MAX, Attrs::empty(), &quiet) };
@@ -540,7 +560,8 @@ mod tests {
         let mut maps = Vec::new();
         for _ in 0..20 {
             // SAFETY: `buf` outlives the mappings.
-            let t = unsafe { p.tlb.map(buf.as_mut_ptr() as usize, 0, 3000, 0, 0x1fff, Attrs::empty(), &quiet) }.unwrap();
+            let t =
+                unsafe { p.tlb.map(buf.as_mut_ptr() as usize, 0, 3000, 0, 0x1fff, Attrs::empty(), &quiet) }.unwrap();
             assert_eq!(t.0 & !0x1fff, (t.0 + 2999) & !0x1fff, "{t} crosses an 8 KiB boundary");
             maps.push(t);
         }

@@ -67,7 +67,11 @@ impl SystemBuilder {
         log.set(self.sink);
         let o = self.options;
         if o.platform != PlatformKind::Sim {
-            log.emit(Level::Error, "dma", format_args!("platform {:?} is not available in this build; use platform=sim", o.platform));
+            log.emit(
+                Level::Error,
+                "dma",
+                format_args!("platform {:?} is not available in this build; use platform=sim", o.platform),
+            );
             return Err(Errno::ENODEV);
         }
         let line = o.cache_line.unwrap_or_else(dma_arch::cache_line_size);
@@ -75,7 +79,15 @@ impl SystemBuilder {
         let pages = PageAllocator::new(ram.ranges(), o.zone_dma_bits);
         let swiotlb = reserve_swiotlb(&o, &ram, &pages, &log);
         let cache_alignment = dma_arch::ARCH_DMA_MINALIGN.max(line);
-        Ok(Arc::new(System { kmalloc: Kmalloc::new(cache_alignment), options: o, ram, pages, swiotlb, log, cache_alignment }))
+        Ok(Arc::new(System {
+            kmalloc: Kmalloc::new(cache_alignment),
+            options: o,
+            ram,
+            pages,
+            swiotlb,
+            log,
+            cache_alignment,
+        }))
     }
 }
 
@@ -180,7 +192,10 @@ impl System {
     /// Memory statistics.
     pub fn stats(&self) -> SystemStats {
         let z = |zone| ZoneStats { total_pages: self.pages.nr_pages(zone), free_pages: self.pages.nr_free(zone) };
-        SystemStats { zones: [z(Zone::Dma), z(Zone::Dma32), z(Zone::Normal)], swiotlb: self.swiotlb.as_ref().map(Swiotlb::stats) }
+        SystemStats {
+            zones: [z(Zone::Dma), z(Zone::Dma32), z(Zone::Normal)],
+            swiotlb: self.swiotlb.as_ref().map(Swiotlb::stats),
+        }
     }
 
     /// Physical RAM ranges as (base, size).

@@ -3,16 +3,23 @@
 mod common;
 
 use common::{device, logged, system};
-use dma_core::{Attrs, Coherence, Direction, DmaAddr, DMA_MAPPING_ERROR, Errno, Gfp, Options, PAGE_SIZE};
+use dma_core::{Attrs, Coherence, DMA_MAPPING_ERROR, Direction, DmaAddr, Errno, Gfp, Options, PAGE_SIZE};
 
 #[test]
 fn zero_sizes_dma_none_and_bad_flags_are_einval() {
     let (sys, _) = system("");
     let dev = device(&sys, "bad", Coherence::NonCoherent, 32);
     assert_eq!(dev.alloc_coherent(0, Gfp::GFP_KERNEL).err(), Some(Errno::EINVAL));
-    assert_eq!(dev.alloc_attrs(PAGE_SIZE, Gfp::GFP_KERNEL | Gfp::__GFP_COMP, Attrs::empty()).err(), Some(Errno::EINVAL));
+    assert_eq!(
+        dev.alloc_attrs(PAGE_SIZE, Gfp::GFP_KERNEL | Gfp::__GFP_COMP, Attrs::empty()).err(),
+        Some(Errno::EINVAL)
+    );
     assert_eq!(dev.alloc_pages(PAGE_SIZE, Direction::None, Gfp::GFP_KERNEL).err(), Some(Errno::EINVAL));
-    assert_eq!(dev.alloc_pages(PAGE_SIZE, Direction::ToDevice, Gfp::GFP_DMA).err(), Some(Errno::EINVAL), "zone flags are refused");
+    assert_eq!(
+        dev.alloc_pages(PAGE_SIZE, Direction::ToDevice, Gfp::GFP_DMA).err(),
+        Some(Errno::EINVAL),
+        "zone flags are refused"
+    );
     assert_eq!(dev.alloc_pages(0, Direction::ToDevice, Gfp::GFP_KERNEL).err(), Some(Errno::EINVAL));
     let mut b = [0u8; 8];
     // SAFETY: each call is refused before touching memory.
@@ -35,7 +42,10 @@ fn huge_sizes_are_refused_cleanly() {
     assert_eq!(dev.alloc_coherent(1 << 30, Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN).err(), Some(Errno::ENOMEM));
     let page = sys.alloc_pages(Gfp::GFP_KERNEL, 0).unwrap();
     // SAFETY: refused: the range runs off the end of RAM.
-    assert_eq!(unsafe { dev.map_page(page, usize::MAX - 8, 64, Direction::ToDevice, Attrs::empty()) }, Err(Errno::EINVAL));
+    assert_eq!(
+        unsafe { dev.map_page(page, usize::MAX - 8, 64, Direction::ToDevice, Attrs::empty()) },
+        Err(Errno::EINVAL)
+    );
     sys.free_pages(page, 0).unwrap();
     assert_eq!(sys.alloc_pages(Gfp::GFP_KERNEL, 11).err(), Some(Errno::EINVAL));
 }

@@ -25,7 +25,10 @@ fn a_32bit_device_mapping_memory_above_4g_bounces_and_the_data_arrives() {
             assert_eq!(sys.stats().swiotlb.unwrap().mappings, before + 1);
             let mut got = vec![0u8; PAGE_SIZE];
             bus.read(dma, &mut got).unwrap();
-            assert!(got.iter().all(|&b| b == 0xab), "{coherence:?}: the device reads the original through the bounce buffer");
+            assert!(
+                got.iter().all(|&b| b == 0xab),
+                "{coherence:?}: the device reads the original through the bounce buffer"
+            );
             bus.write(dma, &[0x77; 100]).unwrap();
             dev.unmap_single(dma, PAGE_SIZE, Direction::Bidirectional, Attrs::empty());
             let back = std::slice::from_raw_parts(cpu, PAGE_SIZE);
@@ -102,7 +105,10 @@ fn swiotlb_exhaustion_returns_enomem_and_recovers() {
     // Larger than one slot set can ever hold: refused outright.
     let mut huge = vec![0u8; (256 << 10) + 1];
     // SAFETY: refused before any copy.
-    assert_eq!(unsafe { dev.map_single(huge.as_mut_ptr(), huge.len(), Direction::ToDevice, Attrs::empty()) }, Err(Errno::EINVAL));
+    assert_eq!(
+        unsafe { dev.map_single(huge.as_mut_ptr(), huge.len(), Direction::ToDevice, Attrs::empty()) },
+        Err(Errno::EINVAL)
+    );
 }
 
 #[test]

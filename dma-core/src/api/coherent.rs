@@ -158,6 +158,10 @@ impl<T: Pod> Drop for CoherentBuffer<T> {
 
 impl<T: Pod> std::fmt::Debug for CoherentBuffer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CoherentBuffer").field("device", &self.dev.name()).field("dma", &self.dma).field("len", &self.len).finish()
+        f.debug_struct("CoherentBuffer")
+            .field("device", &self.dev.name())
+            .field("dma", &self.dma)
+            .field("len", &self.len)
+            .finish()
     }
 }

@@ -152,12 +152,20 @@ impl<T: Pod> DeviceOwned<T> {
 
 impl<T: Pod> std::fmt::Debug for NonCoherentBuffer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NonCoherentBuffer").field("device", &self.0.dev.name()).field("len", &self.0.len).field("dir", &self.0.dir).finish()
+        f.debug_struct("NonCoherentBuffer")
+            .field("device", &self.0.dev.name())
+            .field("len", &self.0.len)
+            .field("dir", &self.0.dir)
+            .finish()
     }
 }
 
 impl<T: Pod> std::fmt::Debug for DeviceOwned<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceOwned").field("device", &self.0.dev.name()).field("dma", &self.0.dma).field("len", &self.0.len).finish()
+        f.debug_struct("DeviceOwned")
+            .field("device", &self.0.dev.name())
+            .field("dma", &self.0.dma)
+            .field("len", &self.0.len)
+            .finish()
     }
 }

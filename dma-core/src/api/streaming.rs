@@ -50,7 +50,8 @@ impl Device {
         let size = size_of_val(buf);
         // SAFETY: with TO_DEVICE nothing writes `buf` (clean only reads the cached view,
         // a bounce copies out of it and never back), so a shared borrow suffices.
-        let dma = unsafe { self.map_single(buf.as_ptr().cast_mut().cast(), size, Direction::ToDevice, Attrs::empty())? };
+        let dma =
+            unsafe { self.map_single(buf.as_ptr().cast_mut().cast(), size, Direction::ToDevice, Attrs::empty())? };
         Ok(StreamingMapping { dev: self, dma, size, dir: Direction::ToDevice, _borrow: PhantomData })
     }
 
@@ -100,7 +101,11 @@ impl<T: Pod> Drop for StreamingMapping<'_, T> {
 
 impl<T: Pod> std::fmt::Debug for StreamingMapping<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamingMapping").field("dma", &self.dma).field("size", &self.size).field("dir", &self.dir).finish()
+        f.debug_struct("StreamingMapping")
+            .field("dma", &self.dma)
+            .field("size", &self.size)
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 

@@ -135,14 +135,8 @@ impl Buddy {
     ///
     /// If `span > u32::MAX` or `base_pfn + span` overflows `u64`.
     pub fn new(base_pfn: u64, span: u64) -> Buddy {
-        assert!(
-            span <= u64::from(u32::MAX),
-            "buddy span of {span} pages is too large"
-        );
-        assert!(
-            base_pfn.checked_add(span).is_some(),
-            "buddy span overflows the pfn space"
-        );
+        assert!(span <= u64::from(u32::MAX), "buddy span of {span} pages is too large");
+        assert!(base_pfn.checked_add(span).is_some(), "buddy span overflows the pfn space");
         let len = span as usize;
         // INVARIANT: no page is free or allocated, every list is empty.
         Buddy {
@@ -336,64 +330,33 @@ impl Buddy {
             while index != NIL {
                 let i = index as usize;
                 let pfn = self.base + u64::from(index);
-                assert!(
-                    i < self.state.len(),
-                    "order {order} list links to index {i} outside span"
-                );
+                assert!(i < self.state.len(), "order {order} list links to index {i} outside span");
                 assert_eq!(self.prev[i], prev, "broken prev link at pfn {pfn:#x}");
-                assert_eq!(
-                    pfn % size,
-                    0,
-                    "free block {pfn:#x} misaligned for order {order}"
-                );
-                assert!(
-                    pfn + size <= self.base + self.span,
-                    "free block {pfn:#x} leaves span"
-                );
-                assert_eq!(
-                    self.state[i],
-                    free_head(order),
-                    "free block {pfn:#x} head state"
-                );
+                assert_eq!(pfn % size, 0, "free block {pfn:#x} misaligned for order {order}");
+                assert!(pfn + size <= self.base + self.span, "free block {pfn:#x} leaves span");
+                assert_eq!(self.state[i], free_head(order), "free block {pfn:#x} head state");
                 let pages = i..i + size as usize;
                 let overlap = covered[pages.clone()].iter().any(|&c| c);
                 assert!(!overlap, "free block {pfn:#x} overlaps another free block");
                 covered[pages.clone()].fill(true);
-                let tails_ok = self.state[pages.start + 1..pages.end]
-                    .iter()
-                    .all(|&s| s == FREE_TAIL);
+                let tails_ok = self.state[pages.start + 1..pages.end].iter().all(|&s| s == FREE_TAIL);
                 assert!(tails_ok, "free block {pfn:#x} tail state");
                 if order < MAX_ORDER {
                     let buddy = pfn ^ size;
-                    let mergeable = self
-                        .index(buddy)
-                        .is_some_and(|b| self.state[b] == free_head(order));
-                    assert!(
-                        !mergeable,
-                        "free block {pfn:#x} not merged with buddy {buddy:#x}"
-                    );
+                    let mergeable = self.index(buddy).is_some_and(|b| self.state[b] == free_head(order));
+                    assert!(!mergeable, "free block {pfn:#x} not merged with buddy {buddy:#x}");
                 }
                 free_pages += size;
                 count += 1;
                 prev = index;
                 index = self.next[i];
             }
-            assert_eq!(
-                count, self.blocks[order as usize],
-                "block count of order {order}"
-            );
+            assert_eq!(count, self.blocks[order as usize], "block count of order {order}");
             let bit = self.nonempty & (1 << order) != 0;
             assert_eq!(bit, count > 0, "non-empty bit of order {order}");
         }
-        assert_eq!(
-            self.nonempty >> NR_ORDERS,
-            0,
-            "non-empty bit above MAX_ORDER"
-        );
-        assert_eq!(
-            free_pages, self.nr_free,
-            "nr_free does not match the free lists"
-        );
+        assert_eq!(self.nonempty >> NR_ORDERS, 0, "non-empty bit above MAX_ORDER");
+        assert_eq!(free_pages, self.nr_free, "nr_free does not match the free lists");
 
         let mut i = 0;
         while i < self.state.len() {
@@ -402,15 +365,9 @@ impl Buddy {
             if is_alloc_head(state) {
                 let order = u32::from(state & ORDER_BITS);
                 let size = 1usize << order;
-                assert!(
-                    order <= MAX_ORDER,
-                    "allocated block {pfn:#x} has order {order}"
-                );
+                assert!(order <= MAX_ORDER, "allocated block {pfn:#x} has order {order}");
                 assert_eq!(pfn % size as u64, 0, "allocated block {pfn:#x} misaligned");
-                assert!(
-                    i + size <= self.state.len(),
-                    "allocated block {pfn:#x} leaves span"
-                );
+                assert!(i + size <= self.state.len(), "allocated block {pfn:#x} leaves span");
                 let tails_ok = self.state[i + 1..i + size].iter().all(|&s| s == ALLOC_TAIL);
                 assert!(tails_ok, "allocated block {pfn:#x} tail state");
                 i += size;
@@ -419,10 +376,7 @@ impl Buddy {
             match state {
                 ALLOC_TAIL => panic!("allocated tail page {pfn:#x} without a head"),
                 RESERVED | TAKEN => assert!(!covered[i], "page {pfn:#x} listed free but not free"),
-                _ => assert!(
-                    is_free(state) && covered[i],
-                    "free page {pfn:#x} not on a list"
-                ),
+                _ => assert!(is_free(state) && covered[i], "free page {pfn:#x} not on a list"),
             }
             i += 1;
         }
@@ -668,27 +622,11 @@ mod tests {
         let mut b = Buddy::new(10, 20);
         assert_eq!(b.add_free_range(9, 2), Err(BuddyError::OutOfSpan));
         assert_eq!(b.add_free_range(29, 2), Err(BuddyError::OutOfSpan));
-        assert_eq!(
-            b.add_free_range(u64::MAX, 2),
-            Err(BuddyError::OutOfSpan),
-            "overflow"
-        );
+        assert_eq!(b.add_free_range(u64::MAX, 2), Err(BuddyError::OutOfSpan), "overflow");
         b.add_free_range(10, 10).unwrap();
-        assert_eq!(
-            b.add_free_range(15, 10),
-            Err(BuddyError::Busy),
-            "already free"
-        );
-        assert_eq!(
-            b.take_range(15, 10),
-            Err(BuddyError::Busy),
-            "partly reserved"
-        );
-        assert_eq!(
-            b.free_range(12, 2),
-            Err(BuddyError::NotAllocated),
-            "free, not taken"
-        );
+        assert_eq!(b.add_free_range(15, 10), Err(BuddyError::Busy), "already free");
+        assert_eq!(b.take_range(15, 10), Err(BuddyError::Busy), "partly reserved");
+        assert_eq!(b.free_range(12, 2), Err(BuddyError::NotAllocated), "free, not taken");
         assert_eq!(b.take_range(u64::MAX, 1), Err(BuddyError::OutOfSpan));
         assert_eq!(b.nr_free(), 10);
         b.check_invariants();
@@ -707,31 +645,20 @@ mod tests {
         assert_eq!(b.blocks, [2, 1, 2, 0, 0, 1, 0, 0, 0, 0, 0]);
         assert_eq!(b.nr_free(), 44);
         let before = format!("{b:?}");
-        assert_eq!(
-            b.take_range(24, 2),
-            Err(BuddyError::Busy),
-            "overlaps the taken range"
-        );
+        assert_eq!(b.take_range(24, 2), Err(BuddyError::Busy), "overlaps the taken range");
         assert_eq!(format!("{b:?}"), before);
         let mut got = Vec::new();
         while let Some(p) = b.alloc(0) {
             got.push(p);
         }
-        assert!(
-            got.iter().all(|p| !(5..25).contains(p)),
-            "a taken page was allocated"
-        );
+        assert!(got.iter().all(|p| !(5..25).contains(p)), "a taken page was allocated");
         assert_eq!(got.len(), 44);
         for p in got {
             b.free(p, 0).unwrap();
         }
         // Give the range back in two unaligned pieces.
         b.free_range(5, 7).unwrap();
-        assert_eq!(
-            b.free_range(5, 1),
-            Err(BuddyError::NotAllocated),
-            "already given back"
-        );
+        assert_eq!(b.free_range(5, 1), Err(BuddyError::NotAllocated), "already given back");
         b.free_range(12, 13).unwrap();
         b.check_invariants();
         assert_eq!(b.blocks, [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
@@ -786,10 +713,7 @@ mod tests {
     fn debug_is_a_short_summary() {
         let s = format!("{:?}", full(0, 1 << 16));
         assert!(s.contains("nr_free: 65536") && s.len() < 200, "{s}");
-        assert_eq!(
-            BuddyError::Busy.to_string(),
-            "some page of the range is in use"
-        );
+        assert_eq!(BuddyError::Busy.to_string(), "some page of the range is in use");
     }
 
     #[derive(Debug, Clone)]

@@ -55,10 +55,8 @@ impl View {
     fn map(fd: &OwnedFd, len: usize) -> Result<View> {
         // SAFETY: a fresh shared mapping of our own memfd at an address the kernel
         // picks; it aliases no Rust object.
-        let p = unsafe {
-            mmap(ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0)
-        }
-        .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+        let p = unsafe { mmap(ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0) }
+            .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
         Ok(View { base: p as usize, len })
     }
 }
@@ -271,22 +269,14 @@ impl SimRam {
         // SAFETY: both ranges lie inside their views (callers pass offsets from `lines`)
         // and the two views are distinct mappings, so they do not overlap.
         unsafe {
-            ptr::copy_nonoverlapping(
-                (self.cached.base + off) as *const u8,
-                (self.memory.base + off) as *mut u8,
-                n,
-            )
+            ptr::copy_nonoverlapping((self.cached.base + off) as *const u8, (self.memory.base + off) as *mut u8, n)
         };
     }
 
     fn copy_to_cached(&self, off: usize, n: usize) {
         // SAFETY: as in `copy_to_memory`.
         unsafe {
-            ptr::copy_nonoverlapping(
-                (self.memory.base + off) as *const u8,
-                (self.cached.base + off) as *mut u8,
-                n,
-            )
+            ptr::copy_nonoverlapping((self.memory.base + off) as *const u8, (self.cached.base + off) as *mut u8, n)
         };
     }
 
