@@ -5,10 +5,11 @@
 //! recomputed when a mask changes, never per call.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
 use crate::addr::{DMA_MAPPING_ERROR, DmaAddr, PhysAddr};
+use crate::contiguous::{Cma, CmaAreaStats};
 use crate::errno::{Errno, Result};
 use crate::mask::{DmaMask, min_not_zero};
 use crate::ops::DmaOps;
@@ -61,6 +62,9 @@ pub struct DeviceConfig {
     pub min_align_mask: u64,
     /// Custom DMA ops (an IOMMU); `None` is the direct path.
     pub ops: Option<Arc<dyn DmaOps>>,
+    /// Size in bytes of a contiguous area of the device's own (the kernel's per-device
+    /// `shared-dma-pool`), reserved where the device can reach it; `None` for none.
+    pub cma: Option<u64>,
 }
 
 impl DeviceConfig {
@@ -77,6 +81,7 @@ impl DeviceConfig {
             segment_boundary_mask: u64::MAX,
             min_align_mask: 0,
             ops: None,
+            cma: None,
         }
     }
 
@@ -111,6 +116,12 @@ impl DeviceConfig {
         self
     }
 
+    /// Gives the device its own contiguous area of `size` bytes.
+    pub fn cma(mut self, size: u64) -> Self {
+        self.cma = Some(size);
+        self
+    }
+
     /// Installs DMA ops (an IOMMU).
     pub fn ops(mut self, ops: Arc<dyn DmaOps>) -> Self {
         self.ops = Some(ops);
@@ -128,6 +139,7 @@ impl fmt::Debug for DeviceConfig {
             .field("bus_dma_limit", &format_args!("{:#x}", self.bus_dma_limit))
             .field("range_map", &self.range_map)
             .field("ops", &self.ops.is_some())
+            .field("cma", &self.cma)
             .finish()
     }
 }
@@ -155,6 +167,8 @@ pub struct Device {
     /// `dma_skip_sync`: coherent and never bounced, so sync calls return at once.
     skip_sync: AtomicBool,
     pub(crate) ops: Option<Arc<dyn DmaOps>>,
+    /// The device's own contiguous area, if it has one.
+    cma: OnceLock<Cma>,
 }
 
 impl Device {
@@ -192,9 +206,17 @@ impl Device {
             min_align_mask: AtomicU64::new(config.min_align_mask),
             skip_sync: AtomicBool::new(config.coherence == Coherence::Coherent),
             ops: config.ops,
+            cma: OnceLock::new(),
         });
         dev.set_mask(config.dma_mask)?;
         dev.set_coherent_mask(config.coherent_dma_mask)?;
+        if let Some(size) = config.cma {
+            let hi = crate::direct::phys_limit(&dev, dev.alloc_limit()).saturating_add(1);
+            let area = Cma::reserve(system.pages(), &dev.name, size, None, hi, false).inspect_err(|e| {
+                dev.warn(format_args!("cannot reserve a contiguous area of {size} bytes within reach: {e}"));
+            })?;
+            let _ = dev.cma.set(area);
+        }
         Ok(dev)
     }
 
@@ -356,8 +378,34 @@ impl Device {
         !dma.is_error() && size != 0 && matches!(dma.0.checked_add(size as u64 - 1), Some(end) if end <= limit)
     }
 
+    /// The device's own contiguous area.
+    pub(crate) fn cma(&self) -> Option<&Cma> {
+        self.cma.get()
+    }
+
+    /// Statistics of the device's own contiguous area, if it has one.
+    pub fn cma_stats(&self) -> Option<CmaAreaStats> {
+        self.cma.get().map(Cma::stats)
+    }
+
     pub(crate) fn warn(&self, args: fmt::Arguments<'_>) {
         self.system.log().emit(crate::log::Level::Warn, &self.name, args);
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        if let Some(cma) = self.cma.get() {
+            if cma.in_use() {
+                // Returning pages that are still handed out would let them be reused
+                // under a live buffer: keep them, and say so.
+                self.warn(format_args!(
+                    "released with allocations still live in its contiguous area; the area is leaked"
+                ));
+            } else {
+                cma.unreserve(self.system.pages());
+            }
+        }
     }
 }
 

@@ -19,11 +19,12 @@
 
 use std::ptr::NonNull;
 
-use crate::addr::{DmaAddr, PAGE_SIZE, PhysAddr, get_order, page_align};
+use crate::addr::{DmaAddr, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, get_order, page_align};
 use crate::attrs::Attrs;
 use crate::device::Device;
 use crate::direction::Direction;
 use crate::errno::{Errno, Result};
+use crate::gfp::Gfp;
 use crate::mask::{DmaMask, dma_bit_mask};
 use crate::mem::buddy::MAX_ORDER;
 use crate::mem::page_alloc::{Page, Zone};
@@ -69,7 +70,7 @@ pub(crate) fn required_mask(dev: &Device) -> u64 {
 }
 
 /// The highest physical address whose bus address is within `limit`.
-fn phys_limit(dev: &Device, limit: u64) -> u64 {
+pub(crate) fn phys_limit(dev: &Device, limit: u64) -> u64 {
     if dev.range_map().is_empty() {
         return limit;
     }
@@ -81,18 +82,46 @@ fn phys_limit(dev: &Device, limit: u64) -> u64 {
         .unwrap_or(0)
 }
 
-/// `__dma_direct_alloc_pages`: pages the device can reach with its coherent mask, from
-/// the zone the mask needs, retrying lower zones when a page lands out of reach.
-fn alloc_reachable(dev: &Device, size: usize) -> Result<Page> {
+/// `dma_alloc_contiguous`: the device's own area (any size), then the default area
+/// (more than one page), skipping an area the device cannot reach; only for callers
+/// that may block.
+fn alloc_contiguous(dev: &Device, size: usize, gfp: Gfp) -> Option<Pfn> {
+    if !gfp.allows_blocking() {
+        return None;
+    }
+    let count = (size >> PAGE_SHIFT) as u64;
+    let own = dev.cma().into_iter();
+    let shared = dev.system().cma().filter(|_| count > 1);
+    own.chain(shared).filter(|cma| reachable(dev, cma.range())).find_map(|cma| cma.alloc(count))
+}
+
+fn reachable(dev: &Device, (start, end): (PhysAddr, PhysAddr)) -> bool {
+    let first = dev.phys_to_dma(start);
+    let last = dev.phys_to_dma(PhysAddr(end.0 - 1));
+    Device::capable(first, 1, dev.alloc_limit())
+        && Device::capable(last, 1, dev.alloc_limit())
+        && last.0 - first.0 == end.0 - 1 - start.0
+}
+
+/// `__dma_direct_alloc_pages`: pages the device can reach with its coherent mask: from
+/// CMA when it applies, else from the zone the mask needs, retrying lower zones when a
+/// page lands out of reach.
+fn alloc_reachable(dev: &Device, size: usize, gfp: Gfp) -> Result<Page> {
+    if let Some(pfn) = alloc_contiguous(dev, size, gfp) {
+        return Ok(Page(pfn));
+    }
     let order = get_order(size);
     if order > MAX_ORDER {
         return Err(Errno::ENOMEM);
     }
     let sys = dev.system();
     let limit = dev.alloc_limit();
-    let mut zone = sys.pages().zone_for_limit(phys_limit(dev, limit));
+    let phys_limit = phys_limit(dev, limit);
+    let limit_pfn = phys_limit.saturating_add(1) >> PAGE_SHIFT;
+    let mut zone = sys.pages().zone_for_limit(phys_limit);
     loop {
-        let pfn = sys.pages().alloc(order, zone).ok_or(Errno::ENOMEM)?;
+        // The range map may have holes below the limit: check, and retry lower zones.
+        let pfn = sys.pages().alloc(order, zone, limit_pfn).ok_or(Errno::ENOMEM)?;
         if Device::capable(dev.phys_to_dma(pfn.phys()), size, limit) {
             return Ok(Page(pfn));
         }
@@ -105,10 +134,24 @@ fn alloc_reachable(dev: &Device, size: usize) -> Result<Page> {
     }
 }
 
+/// `dma_free_contiguous`: back to the area the pages came from, found by address, else
+/// to the buddy allocator.
+fn release(dev: &Device, page: Page, size: usize, dma: DmaAddr, what: &str) {
+    let count = (size >> PAGE_SHIFT) as u64;
+    let areas = dev.cma().into_iter().chain(dev.system().cma());
+    let r = match areas.filter_map(|cma| cma.release(page.pfn(), count)).next() {
+        Some(r) => r.map_err(|e| e.to_string()),
+        None => dev.system().pages().free(page.pfn(), get_order(size)).map_err(|e| e.to_string()),
+    };
+    if let Err(e) = r {
+        dev.warn(format_args!("{what}: tries to free DMA memory it has not allocated at {dma}: {e}"));
+    }
+}
+
 /// `dma_direct_alloc`.
-pub(crate) fn alloc(dev: &Device, size: usize, attrs: Attrs) -> Result<(NonNull<u8>, DmaAddr)> {
+pub(crate) fn alloc(dev: &Device, size: usize, gfp: Gfp, attrs: Attrs) -> Result<(NonNull<u8>, DmaAddr)> {
     let size = page_align(size).filter(|&s| s != 0).ok_or(Errno::EINVAL)?;
-    let page = alloc_reachable(dev, size)?;
+    let page = alloc_reachable(dev, size, gfp)?;
     let (phys, ram) = (page.phys(), dev.system().ram());
     let dma = dev.phys_to_dma(phys);
     let cached = ram.cached_ptr(phys, size).ok_or(Errno::EFAULT)?;
@@ -127,7 +170,7 @@ pub(crate) fn alloc(dev: &Device, size: usize, attrs: Attrs) -> Result<(NonNull<
         match ram.remap_uncached(phys, size) {
             Ok(p) => p,
             Err(e) => {
-                let _ = dev.system().pages().free(page.pfn(), get_order(size));
+                release(dev, page, size, dma, "dma_alloc_attrs");
                 return Err(e);
             }
         }
@@ -165,15 +208,13 @@ pub(crate) fn free(dev: &Device, size: usize, cpu: NonNull<u8>, dma: DmaAddr, at
             cpu.as_ptr()
         ));
     }
-    if let Err(e) = dev.system().pages().free(phys.pfn(), get_order(size)) {
-        dev.warn(format_args!("dma_free_attrs: tries to free DMA memory it has not allocated at {dma}: {e}"));
-    }
+    release(dev, Page(phys.pfn()), size, dma, "dma_free_attrs");
 }
 
 /// `dma_direct_alloc_pages`: cached, zeroed, reachable pages; never a remap.
-pub(crate) fn alloc_pages(dev: &Device, size: usize) -> Result<(Page, DmaAddr)> {
+pub(crate) fn alloc_pages(dev: &Device, size: usize, gfp: Gfp) -> Result<(Page, DmaAddr)> {
     let size = page_align(size).filter(|&s| s != 0).ok_or(Errno::EINVAL)?;
-    let page = alloc_reachable(dev, size)?;
+    let page = alloc_reachable(dev, size, gfp)?;
     let cpu = dev.system().ram().cached_ptr(page.phys(), size).ok_or(Errno::EFAULT)?;
     // SAFETY: `cpu` maps the `size` bytes of the pages just allocated.
     unsafe { cpu.write_bytes(0, size) };
@@ -188,9 +229,7 @@ pub(crate) fn free_pages(dev: &Device, size: usize, page: Page, dma: DmaAddr) {
     if dev.phys_to_dma(page.phys()) != dma {
         return dev.warn(format_args!("dma_free_pages: page {:?} is not at {dma}; nothing freed", page.pfn()));
     }
-    if let Err(e) = dev.system().pages().free(page.pfn(), get_order(size)) {
-        dev.warn(format_args!("dma_free_pages: tries to free DMA memory it has not allocated at {dma}: {e}"));
-    }
+    release(dev, page, size, dma, "dma_free_pages");
 }
 
 /// `arch_sync_dma_for_device`: clean, whatever the direction.

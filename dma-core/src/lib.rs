@@ -35,6 +35,7 @@
 mod addr;
 pub mod api;
 mod attrs;
+pub mod contiguous;
 mod device;
 pub mod direct;
 mod direction;
@@ -53,6 +54,7 @@ mod system;
 
 pub use addr::{DMA_MAPPING_ERROR, DmaAddr, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr, get_order, page_align};
 pub use attrs::Attrs;
+pub use contiguous::CmaAreaStats;
 pub use device::{BusDmaRegion, Coherence, Device, DeviceConfig};
 pub use direction::Direction;
 pub use errno::{Errno, Result};

@@ -123,7 +123,7 @@ impl Device {
             return Err(Errno::EINVAL);
         }
         let r = match &self.ops {
-            None => direct::alloc(self, size, attrs),
+            None => direct::alloc(self, size, gfp, attrs),
             Some(ops) => ops.alloc(self, size, gfp.difference(Gfp::ZONE_MASK), attrs),
         };
         if let Err(e) = r {
@@ -186,7 +186,7 @@ impl Device {
             return Err(Errno::EINVAL);
         }
         match &self.ops {
-            None => direct::alloc_pages(self, size),
+            None => direct::alloc_pages(self, size, gfp),
             Some(ops) => {
                 let (cpu, dma) = ops.alloc(self, size, gfp, Attrs::NON_CONSISTENT)?;
                 match self.system().virt_to_page(cpu.as_ptr()) {

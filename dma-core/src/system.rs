@@ -9,6 +9,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE, PhysAddr};
+use crate::contiguous::{Cma, CmaAreaStats};
 use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
 use crate::log::{Level, Log, Sink};
@@ -25,6 +26,8 @@ pub struct ZoneStats {
     pub total_pages: u64,
     /// Pages free now.
     pub free_pages: u64,
+    /// Order of the largest free block (`/proc/buddyinfo`'s last non-zero column).
+    pub largest_free_order: Option<u32>,
 }
 
 /// A snapshot of the system's memory.
@@ -78,6 +81,26 @@ impl SystemBuilder {
         let ram = SimRam::new(&o.mem, line)?;
         let pages = PageAllocator::new(ram.ranges(), o.zone_dma_bits);
         let swiotlb = reserve_swiotlb(&o, &ram, &pages, &log);
+        let cma = match o.cma {
+            None => None,
+            Some(c) => {
+                // Like arm64, the default area sits below 4 GiB unless told otherwise, so
+                // 32-bit devices can use it; `cma=SIZE@BASE` alone is a fixed placement.
+                let hi = c.limit.unwrap_or(if c.base.is_some() { u64::MAX } else { 1 << 32 });
+                let fixed = c.base.is_some() && c.limit.is_none();
+                match Cma::reserve(&pages, "reserved", c.size, c.base.map(PhysAddr), hi, fixed) {
+                    Ok(cma) => Some(cma),
+                    Err(e) => {
+                        log.emit(
+                            Level::Error,
+                            "cma",
+                            format_args!("cannot reserve the default area ({} bytes): {e}", c.size),
+                        );
+                        return Err(e);
+                    }
+                }
+            }
+        };
         let cache_alignment = dma_arch::ARCH_DMA_MINALIGN.max(line);
         Ok(Arc::new(System {
             kmalloc: Kmalloc::new(cache_alignment),
@@ -85,6 +108,7 @@ impl SystemBuilder {
             ram,
             pages,
             swiotlb,
+            cma,
             log,
             cache_alignment,
         }))
@@ -127,6 +151,7 @@ pub struct System {
     ram: SimRam,
     pages: PageAllocator,
     swiotlb: Option<Swiotlb>,
+    cma: Option<Cma>,
     kmalloc: Kmalloc,
     log: Log,
     cache_alignment: usize,
@@ -189,9 +214,22 @@ impl System {
         self.swiotlb.as_ref()
     }
 
+    /// The default contiguous area's statistics (`cma=`), if there is one.
+    pub fn cma_stats(&self) -> Option<CmaAreaStats> {
+        self.cma.as_ref().map(Cma::stats)
+    }
+
+    pub(crate) fn cma(&self) -> Option<&Cma> {
+        self.cma.as_ref()
+    }
+
     /// Memory statistics.
     pub fn stats(&self) -> SystemStats {
-        let z = |zone| ZoneStats { total_pages: self.pages.nr_pages(zone), free_pages: self.pages.nr_free(zone) };
+        let z = |zone| ZoneStats {
+            total_pages: self.pages.nr_pages(zone),
+            free_pages: self.pages.nr_free(zone),
+            largest_free_order: self.pages.largest_free_order(zone),
+        };
         SystemStats {
             zones: [z(Zone::Dma), z(Zone::Dma32), z(Zone::Normal)],
             swiotlb: self.swiotlb.as_ref().map(Swiotlb::stats),
@@ -220,7 +258,7 @@ impl System {
         } else {
             Zone::Normal
         };
-        let pfn = self.pages.alloc(order, zone).ok_or(Errno::ENOMEM)?;
+        let pfn = self.pages.alloc(order, zone, u64::MAX).ok_or(Errno::ENOMEM)?;
         if gfp.contains(Gfp::__GFP_ZERO) {
             let p = self.page_address(Page(pfn));
             // SAFETY: the block is ours and `PAGE_SIZE << order` long in the cached view.

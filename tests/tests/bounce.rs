@@ -105,10 +105,8 @@ fn swiotlb_exhaustion_returns_enomem_and_recovers() {
     // Larger than one slot set can ever hold: refused outright.
     let mut huge = vec![0u8; (256 << 10) + 1];
     // SAFETY: refused before any copy.
-    assert_eq!(
-        unsafe { dev.map_single(huge.as_mut_ptr(), huge.len(), Direction::ToDevice, Attrs::empty()) },
-        Err(Errno::EINVAL)
-    );
+    let r = unsafe { dev.map_single(huge.as_mut_ptr(), huge.len(), Direction::ToDevice, Attrs::empty()) };
+    assert_eq!(r, Err(Errno::EINVAL));
 }
 
 #[test]

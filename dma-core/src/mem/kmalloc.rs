@@ -68,7 +68,7 @@ impl Kmalloc {
         let zone = zone_of(gfp);
         let p = if size > 1 << MAX_SHIFT {
             let order = get_order(size);
-            let pfn = pages.alloc(order, zone).ok_or(Errno::ENOMEM)?;
+            let pfn = pages.alloc(order, zone, u64::MAX).ok_or(Errno::ENOMEM)?;
             self.meta().insert(pfn, Meta::Large { order });
             ram.cached_ptr(pfn.phys(), PAGE_SIZE << order).ok_or(Errno::EFAULT)?
         } else {
@@ -76,7 +76,7 @@ impl Kmalloc {
             let class = (shift - self.min_shift) as usize;
             let mut list = self.free[zone as usize][class].lock().unwrap_or_else(|e| e.into_inner());
             if list.is_empty() {
-                let pfn = pages.alloc(0, zone).ok_or(Errno::ENOMEM)?;
+                let pfn = pages.alloc(0, zone, u64::MAX).ok_or(Errno::ENOMEM)?;
                 let base = ram.cached_ptr(pfn.phys(), PAGE_SIZE).ok_or(Errno::EFAULT)? as usize;
                 self.meta().insert(pfn, Meta::Slab { zone, class });
                 list.extend((0..PAGE_SIZE >> shift).rev().map(|i| base + (i << shift)));

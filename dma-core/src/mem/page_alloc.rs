@@ -82,7 +82,8 @@ impl PageAllocator {
                 if pfn < stop {
                     let mut buddy = Buddy::new(pfn, stop - pfn);
                     buddy.add_free_range(pfn, stop - pfn).expect("a fresh span accepts its own range");
-                    spans.push(Span { zone, base: pfn, end: stop, buddy: Mutex::new(buddy) });
+                    let (base, end) = (buddy.base_pfn(), buddy.base_pfn() + buddy.span());
+                    spans.push(Span { zone, base, end, buddy: Mutex::new(buddy) });
                     pfn = stop;
                 }
             }
@@ -102,14 +103,17 @@ impl PageAllocator {
         }
     }
 
-    /// `2^order` pages from `highest` or a lower zone; `None` when every zone is full.
-    pub(crate) fn alloc(&self, order: u32, highest: Zone) -> Option<Pfn> {
+    /// `2^order` pages from `highest` or a lower zone, entirely below `limit_pfn`
+    /// (exclusive); `None` when no zone has such a block. Searching below a limit inside a
+    /// zone spares the small low zones when a mask ends mid-zone (a 28-bit device on a
+    /// machine with 1 GiB below 4 GiB gets ZONE_DMA32 pages below 256 MiB).
+    pub(crate) fn alloc(&self, order: u32, highest: Zone, limit_pfn: u64) -> Option<Pfn> {
         if order > MAX_ORDER {
             return None;
         }
         for zone in Zone::ALL.iter().rev().filter(|z| **z <= highest) {
-            for span in self.spans.iter().filter(|s| s.zone == *zone) {
-                if let Some(pfn) = lock(&span.buddy).alloc(order) {
+            for span in self.spans.iter().filter(|s| s.zone == *zone && s.base < limit_pfn) {
+                if let Some(pfn) = lock(&span.buddy).alloc_below(order, limit_pfn) {
                     return Some(Pfn(pfn));
                 }
             }
@@ -165,6 +169,11 @@ impl PageAllocator {
         self.spans.iter().filter(|s| s.zone == zone).map(|s| lock(&s.buddy).nr_free()).sum()
     }
 
+    /// The largest free block in a zone, as an order.
+    pub(crate) fn largest_free_order(&self, zone: Zone) -> Option<u32> {
+        self.spans.iter().filter(|s| s.zone == zone).filter_map(|s| lock(&s.buddy).largest_free_order()).max()
+    }
+
     /// Pages in a zone.
     pub(crate) fn nr_pages(&self, zone: Zone) -> u64 {
         self.spans.iter().filter(|s| s.zone == zone).map(|s| s.end - s.base).sum()
@@ -206,15 +215,15 @@ mod tests {
     #[test]
     fn allocations_respect_their_zone_and_fall_back_downwards() {
         let p = pa();
-        let dma = p.alloc(0, Zone::Dma).unwrap();
+        let dma = p.alloc(0, Zone::Dma, u64::MAX).unwrap();
         assert!(dma.phys().0 < 16 * MIB);
-        let n = p.alloc(0, Zone::Normal).unwrap();
+        let n = p.alloc(0, Zone::Normal, u64::MAX).unwrap();
         assert!(n.phys().0 >= 1 << 32);
         // Drain DMA32 (2048 pages), then DMA32 requests fall back to ZONE_DMA.
         for _ in 0..2 {
-            assert!(p.alloc(MAX_ORDER, Zone::Dma32).unwrap().phys().0 >= 16 * MIB);
+            assert!(p.alloc(MAX_ORDER, Zone::Dma32, u64::MAX).unwrap().phys().0 >= 16 * MIB);
         }
-        let f = p.alloc(0, Zone::Dma32).unwrap();
+        let f = p.alloc(0, Zone::Dma32, u64::MAX).unwrap();
         assert!(f.phys().0 < 16 * MIB);
         p.free(f, 0).unwrap();
         assert_eq!(p.free(f, 0), Err(BuddyError::NotAllocated));
