@@ -42,10 +42,8 @@ fn huge_sizes_are_refused_cleanly() {
     assert_eq!(dev.alloc_coherent(1 << 30, Gfp::GFP_KERNEL | Gfp::__GFP_NOWARN).err(), Some(Errno::ENOMEM));
     let page = sys.alloc_pages(Gfp::GFP_KERNEL, 0).unwrap();
     // SAFETY: refused: the range runs off the end of RAM.
-    assert_eq!(
-        unsafe { dev.map_page(page, usize::MAX - 8, 64, Direction::ToDevice, Attrs::empty()) },
-        Err(Errno::EINVAL)
-    );
+    let r = unsafe { dev.map_page(page, usize::MAX - 8, 64, Direction::ToDevice, Attrs::empty()) };
+    assert_eq!(r, Err(Errno::EINVAL));
     sys.free_pages(page, 0).unwrap();
     assert_eq!(sys.alloc_pages(Gfp::GFP_KERNEL, 11).err(), Some(Errno::EINVAL));
 }
