@@ -235,15 +235,13 @@ pub(crate) fn free_pages(dev: &Device, size: usize, page: Page, dma: DmaAddr) {
 /// `arch_sync_dma_for_device`: clean, whatever the direction.
 #[inline]
 fn arch_sync_for_device(dev: &Device, phys: PhysAddr, size: usize, dir: Direction) {
-    dev.system().ram().clean(phys, size, dir.device_writes());
+    dev.system().arch_sync_for_device(phys, size, dir);
 }
 
 /// `arch_sync_dma_for_cpu`: invalidate what the device may have written.
 #[inline]
 fn arch_sync_for_cpu(dev: &Device, phys: PhysAddr, size: usize, dir: Direction) {
-    if dir.device_writes() {
-        dev.system().ram().invalidate_for_cpu(phys, size);
-    }
+    dev.system().arch_sync_for_cpu(phys, size, dir);
 }
 
 /// `dma_direct_map_phys` for platform RAM (or MMIO with `Attrs::MMIO`).
@@ -407,10 +405,8 @@ pub(crate) unsafe fn map_cpu(dev: &Device, cpu: *mut u8, size: usize, dir: Direc
     let ram = dev.system().ram();
     match ram.virt_to_phys(cpu as usize, size) {
         Some(phys) => map_phys(dev, phys, size, dir, attrs),
-        None if ram.find_remap(cpu as usize).is_some() => {
-            dev.warn(format_args!(
-                "dma_map_single of {cpu:p}: maps memory from a coherent (uncached remap) allocation"
-            ));
+        None if ram.find_remap(cpu as usize).is_some() || ram.vmap_to_phys(cpu as usize).is_some() => {
+            dev.warn(format_args!("dma_map_single of {cpu:p}: maps memory from a remap or vmap area"));
             Err(Errno::EINVAL)
         }
         None if ram.virt_to_phys(cpu as usize, 1).is_some() => {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use crate::contiguous::{Cma, CmaAreaStats};
+use crate::direction::Direction;
 use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
 use crate::log::{Level, Log, Sink};
@@ -317,6 +318,92 @@ impl System {
         self.kmalloc.free(&self.ram, &self.pages, ptr).inspect_err(|_| {
             self.log.emit(Level::Warn, "kmalloc", format_args!("kfree of {ptr:p}, which kmalloc did not return"));
         })
+    }
+
+    /// The CPU (cached view) address of `[phys, phys + len)` of RAM (`phys_to_virt`).
+    pub fn phys_to_virt(&self, phys: PhysAddr, len: usize) -> Option<NonNull<u8>> {
+        self.ram.cached_ptr(phys, len).and_then(NonNull::new)
+    }
+
+    /// True when `[phys, phys + len)` is RAM of this platform.
+    pub fn is_ram(&self, phys: PhysAddr, len: usize) -> bool {
+        self.ram.is_ram(phys, len)
+    }
+
+    /// `arch_sync_dma_for_device` on RAM, for DMA ops of a non-coherent device: cleans
+    /// every line touching the range, whatever the direction.
+    pub fn arch_sync_for_device(&self, phys: PhysAddr, size: usize, dir: Direction) {
+        self.ram.clean(phys, size, dir.device_writes());
+    }
+
+    /// `arch_sync_dma_for_cpu` on RAM, for DMA ops of a non-coherent device: invalidates
+    /// what the device may have written (`FROM_DEVICE`, `BIDIRECTIONAL`).
+    pub fn arch_sync_for_cpu(&self, phys: PhysAddr, size: usize, dir: Direction) {
+        if dir.device_writes() {
+            self.ram.invalidate_for_cpu(phys, size);
+        }
+    }
+
+    /// `arch_dma_prep_coherent`: writes back and drops the cached copy of a range about
+    /// to be used through an uncached alias.
+    pub fn arch_prep_coherent(&self, phys: PhysAddr, size: usize) {
+        self.ram.clean_invalidate(phys, size);
+    }
+
+    /// `dma_common_pages_remap` with the coherent protection: maps the memory view of
+    /// `[phys, phys + size)` (page aligned) at a new CPU address, uncached.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a range that is not page-aligned RAM; the OS error if mapping fails.
+    pub fn remap_uncached(&self, phys: PhysAddr, size: usize) -> Result<NonNull<u8>> {
+        if phys.page_offset() != 0 || size % PAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.ram.remap_uncached(phys, size).and_then(|p| NonNull::new(p).ok_or(Errno::EFAULT))
+    }
+
+    /// Removes a mapping made by [`System::remap_uncached`]; returns its physical range.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` (nothing changed) when `addr` does not start a live uncached remap.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may use the mapping afterwards.
+    pub unsafe fn unmap_uncached(&self, addr: NonNull<u8>) -> Result<(PhysAddr, usize)> {
+        self.ram.unmap_uncached(addr.as_ptr() as usize).ok_or(Errno::EINVAL)
+    }
+
+    /// `vmap`: maps `pages`, in order, at one virtually contiguous CPU range. The alias is
+    /// cached: it is the same memory as each page's [`System::page_address`].
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an empty list; the OS error if mapping fails.
+    pub fn vmap(&self, pages: &[Page]) -> Result<NonNull<u8>> {
+        let phys: Vec<PhysAddr> = pages.iter().map(|p| p.phys()).collect();
+        self.ram.vmap(&phys).and_then(|p| NonNull::new(p).ok_or(Errno::EFAULT))
+    }
+
+    /// `vunmap`: removes a mapping made by [`System::vmap`]; returns its pages.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` (nothing changed) when `addr` does not start a live vmap.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may use the mapping afterwards.
+    pub unsafe fn vunmap(&self, addr: NonNull<u8>) -> Result<Vec<Page>> {
+        let pages = self.ram.vunmap(addr.as_ptr() as usize).ok_or(Errno::EINVAL)?;
+        Ok(pages.into_iter().map(|p| Page(p.pfn())).collect())
+    }
+
+    /// `vmalloc_to_page` + offset: the physical address behind an address inside a vmap.
+    pub fn vmap_to_phys(&self, addr: *const u8) -> Option<PhysAddr> {
+        self.ram.vmap_to_phys(addr as usize)
     }
 
     pub(crate) fn ram(&self) -> &SimRam {

@@ -30,7 +30,7 @@ use std::ptr;
 use std::sync::Mutex;
 
 use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
-use rustix::mm::{MapFlags, ProtFlags, mmap, munmap};
+use rustix::mm::{MapFlags, ProtFlags, mmap, mmap_anonymous, munmap};
 
 use crate::addr::{PAGE_SIZE, PhysAddr};
 use crate::errno::{Errno, Result};
@@ -75,10 +75,13 @@ pub struct SimRam {
     regions: Vec<Region>,
     cached: View,
     memory: View,
+    cached_fd: OwnedFd,
     memory_fd: OwnedFd,
     line: usize,
     /// Live remaps of the memory view: CPU address → (physical address, length).
     remaps: Mutex<BTreeMap<usize, (PhysAddr, usize)>>,
+    /// Live vmaps of the cached view: CPU address → the pages, in order.
+    vmaps: Mutex<BTreeMap<usize, Vec<PhysAddr>>>,
     /// Contents of partly covered lines at the clean that handed them to a device that
     /// writes; see [`SimRam::invalidate_for_cpu`].
     shadows: Mutex<HashMap<u64, Box<[u8]>>>,
@@ -112,9 +115,11 @@ impl SimRam {
             regions,
             cached,
             memory,
+            cached_fd,
             memory_fd,
             line,
             remaps: Mutex::new(BTreeMap::new()),
+            vmaps: Mutex::new(BTreeMap::new()),
             shadows: Mutex::new(HashMap::new()),
         })
     }
@@ -312,6 +317,64 @@ impl SimRam {
         Some((phys, len))
     }
 
+    /// Maps `pages` (page-aligned physical addresses of RAM, in order) at consecutive CPU
+    /// addresses of a new range: one virtually contiguous, cached alias of scattered pages
+    /// (the kernel's `vmap`). Each page is the same memory as its cached-view address.
+    pub(crate) fn vmap(&self, pages: &[PhysAddr]) -> Result<*mut u8> {
+        let len = pages.len().checked_mul(PAGE_SIZE).filter(|&l| l != 0).ok_or(Errno::EINVAL)?;
+        let offs = pages
+            .iter()
+            .map(|p| if p.page_offset() == 0 { self.offset(*p, PAGE_SIZE) } else { None })
+            .collect::<Option<Vec<_>>>()
+            .ok_or(Errno::EINVAL)?;
+        // SAFETY: reserving a fresh inaccessible range at a kernel-chosen address; it
+        // aliases no Rust object.
+        let base = unsafe {
+            mmap_anonymous(ptr::null_mut(), len, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::NORESERVE)
+        }
+        .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+        for (i, off) in offs.iter().enumerate() {
+            let at = (base as usize + i * PAGE_SIZE) as *mut std::ffi::c_void;
+            // SAFETY: `at` is inside the range reserved just above, which nothing else
+            // uses; MAP_FIXED replaces that reserved page only.
+            let r = unsafe {
+                mmap(
+                    at,
+                    PAGE_SIZE,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::SHARED | MapFlags::FIXED,
+                    &self.cached_fd,
+                    *off as u64,
+                )
+            };
+            if let Err(e) = r {
+                // SAFETY: the whole range is ours and unused.
+                let _ = unsafe { munmap(base, len) };
+                return Err(Errno::from_raw(e.raw_os_error()));
+            }
+        }
+        self.vmaps.lock().unwrap_or_else(|e| e.into_inner()).insert(base as usize, pages.to_vec());
+        Ok(base.cast())
+    }
+
+    /// Removes a vmap; returns its pages, or `None` (nothing changed) if `va` is not the
+    /// start of a live vmap.
+    pub(crate) fn vunmap(&self, va: usize) -> Option<Vec<PhysAddr>> {
+        let pages = self.vmaps.lock().unwrap_or_else(|e| e.into_inner()).remove(&va)?;
+        // SAFETY: `va` starts a live vmap of `pages.len()` pages we created; it was just
+        // removed from the registry so nobody unmaps it twice.
+        let _ = unsafe { munmap(va as *mut _, pages.len() * PAGE_SIZE) };
+        Some(pages)
+    }
+
+    /// The physical address behind a CPU address inside a live vmap.
+    pub(crate) fn vmap_to_phys(&self, va: usize) -> Option<PhysAddr> {
+        let vmaps = self.vmaps.lock().unwrap_or_else(|e| e.into_inner());
+        let (&start, pages) = vmaps.range(..=va).next_back()?;
+        let page = pages.get((va - start) / PAGE_SIZE)?;
+        Some(PhysAddr(page.0 + ((va - start) % PAGE_SIZE) as u64))
+    }
+
     /// The remap that contains `va`, as (start, physical address, length).
     pub(crate) fn find_remap(&self, va: usize) -> Option<(usize, PhysAddr, usize)> {
         let remaps = self.remaps.lock().unwrap_or_else(|e| e.into_inner());
@@ -323,7 +386,9 @@ impl SimRam {
 impl Drop for SimRam {
     fn drop(&mut self) {
         let remaps = std::mem::take(self.remaps.get_mut().unwrap_or_else(|e| e.into_inner()));
-        for (va, (_, len)) in remaps {
+        let vmaps = std::mem::take(self.vmaps.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let aliases = remaps.into_iter().map(|(va, (_, len))| (va, len));
+        for (va, len) in aliases.chain(vmaps.into_iter().map(|(va, p)| (va, p.len() * PAGE_SIZE))) {
             // SAFETY: each entry is a live mapping this platform created; the platform
             // is going away, so nothing can use it any more.
             let _ = unsafe { munmap(va as *mut _, len) };
@@ -415,6 +480,25 @@ mod tests {
             assert_eq!(*cpu(&r, 0x10_0000), 0x11);
         }
         assert!(r.lock_shadows().is_empty(), "shadows are consumed by the invalidate");
+    }
+
+    #[test]
+    fn vmap_makes_scattered_pages_virtually_contiguous() {
+        let r = ram();
+        let pages = [PhysAddr(0x1_0000_1000), PhysAddr(0x10_5000), PhysAddr(0x1_0000_0000)];
+        let v = r.vmap(&pages).unwrap();
+        // SAFETY: `v` maps three pages; the cached-view pointers are in range.
+        unsafe {
+            *v.add(0x1000 + 5) = 77;
+            assert_eq!(*cpu(&r, 0x10_5005), 77, "the vmap aliases the cached view");
+            *cpu(&r, 0x1_0000_0010) = 66;
+            assert_eq!(*v.add(0x2010), 66);
+        }
+        assert_eq!(r.vmap_to_phys(v as usize + 0x1005), Some(PhysAddr(0x10_5005)));
+        assert!(r.vmap(&[PhysAddr(0x10_0001)]).is_err(), "pages must be page aligned");
+        assert!(r.vmap(&[PhysAddr(0x50_0000_0000)]).is_err(), "and RAM");
+        assert_eq!(r.vunmap(v as usize), Some(pages.to_vec()));
+        assert_eq!(r.vunmap(v as usize), None);
     }
 
     #[test]
