@@ -1,1 +1,49 @@
-//! The C ABI of the dma-mapping library.
+//! The C ABI of the dma-mapping library: `libdma.a`, `libdma.so` and
+//! `include/dma-mapping.h` (generated from this crate by cbindgen).
+//!
+//! C drivers call the kernel's DMA API by its kernel names, argument order and return
+//! shapes: a failed allocation is `NULL`, a failed mapping `DMA_MAPPING_ERROR`, a failed
+//! scatter-gather mapping 0 entries, anything else a negative errno. What the kernel
+//! gets from elsewhere (the platform, `struct device`, `kmalloc`, the device's side of
+//! DMA) is here too, under `dma_system_*`, `dma_device_*`, `dmalib_*` and `dma_sim_*`.
+//!
+//! Rules every export follows (after rustls-ffi):
+//!
+//! - it sits in a panic boundary (`boundary!`) that turns a panic into the function's
+//!   error shape; nothing unwinds into C;
+//! - a NULL pointer argument is an error (or a no-op for `_destroy` and free calls);
+//! - out-parameters are written only on success;
+//! - the header is generated, checked in, and a test fails when it drifts.
+//!
+//! Handles: `struct device *` is a boxed [`device`] (an `Arc<Device>` and the
+//! device's simulated bus master); `struct page *` is the CPU address of the page's
+//! first byte in the platform's cached view, so `page_address` is a cast and
+//! `virt_to_page` rounds down.
+//!
+//! # Safety
+//!
+//! This is the only crate of the workspace with `extern "C"`. Every export is an
+//! `unsafe extern "C" fn` whose `# Safety` section (copied into the header) states what
+//! the C caller must guarantee; the bodies trust exactly that and check everything else.
+
+#[macro_use]
+mod boundary;
+mod alloc;
+mod dev;
+mod kmem;
+mod mapping;
+mod mmap;
+mod sg;
+mod sim;
+mod system;
+mod types;
+
+pub use alloc::*;
+pub use dev::*;
+pub use kmem::*;
+pub use mapping::*;
+pub use mmap::*;
+pub use sg::*;
+pub use sim::*;
+pub use system::*;
+pub use types::*;

@@ -1,0 +1,211 @@
+//! `struct device`: creating and destroying devices, their masks and limits.
+#![allow(non_camel_case_types)]
+
+use std::ffi::{CStr, c_int};
+use std::sync::Arc;
+
+use dma_core::sim::BusMaster;
+use dma_core::{BusDmaRegion, Coherence, Device, DeviceConfig, DmaAddr, DmaMask, Errno, PhysAddr};
+
+use crate::boundary::{neg, null, refuse, zero};
+use crate::system::system;
+use crate::types::{dma_addr_t, dma_device_config};
+
+/// A device as C holds it: the dma-core device and its simulated bus master. C sees an
+/// opaque `struct device *` from `dma_device_create`.
+#[derive(Debug)]
+pub struct device {
+    pub(crate) dev: Arc<Device>,
+    pub(crate) bus: BusMaster,
+}
+
+/// The device behind a C pointer, or `EINVAL` (with a message naming `func`) for NULL.
+///
+/// # Safety
+///
+/// `p` is NULL or a live pointer from `dma_device_create`.
+pub(crate) unsafe fn to_dev<'a>(func: &str, p: *const device) -> Result<&'a device, Errno> {
+    // SAFETY: forwarded from the caller.
+    unsafe { p.as_ref() }.ok_or_else(|| refuse(func, format_args!("NULL device")))
+}
+
+fn mask(raw: u64, default: DmaMask) -> Result<DmaMask, Errno> {
+    if raw == 0 {
+        return Ok(default);
+    }
+    DmaMask::from_raw(raw).ok_or_else(|| refuse("dma_device_create", format_args!("{raw:#x} is not a DMA_BIT_MASK")))
+}
+
+/// Creates a device on the system (built from `$DMA_OPTS` if nothing built it yet).
+/// Returns NULL for a NULL config or name, an invalid mask or window, or a mask the
+/// platform cannot serve (the reason is printed).
+///
+/// # Safety
+///
+/// `config` is NULL or points to a valid `struct dma_device_config` whose `name` is a
+/// NUL-terminated string and whose `range_map` points to `nr_ranges` entries.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_device_create(config: *const dma_device_config) -> *mut device {
+    boundary!(null, {
+        // SAFETY: the caller passes NULL or a valid config.
+        let c = unsafe { config.as_ref() }.ok_or_else(|| refuse("dma_device_create", format_args!("NULL config")))?;
+        if c.name.is_null() {
+            return Err(refuse("dma_device_create", format_args!("NULL name")));
+        }
+        // SAFETY: the caller passes a NUL-terminated name.
+        let name = unsafe { CStr::from_ptr(c.name) }.to_string_lossy();
+        let dma_mask = mask(c.dma_mask, DmaMask::bits(32))?;
+        let mut cfg = DeviceConfig::new(&name)
+            .coherence(if c.coherent { Coherence::Coherent } else { Coherence::NonCoherent })
+            .mask(dma_mask)
+            .bus_dma_limit(c.bus_dma_limit)
+            .min_align_mask(c.min_align_mask);
+        cfg.coherent_dma_mask = mask(c.coherent_dma_mask, dma_mask)?;
+        if c.max_segment_size != 0 {
+            cfg.max_segment_size = c.max_segment_size;
+        }
+        if c.nr_ranges != 0 {
+            if c.range_map.is_null() {
+                return Err(refuse("dma_device_create", format_args!("NULL range_map with {} ranges", c.nr_ranges)));
+            }
+            // SAFETY: the caller passes `nr_ranges` entries at `range_map`.
+            let ranges = unsafe { std::slice::from_raw_parts(c.range_map, c.nr_ranges) };
+            for r in ranges {
+                cfg = cfg.range(BusDmaRegion {
+                    cpu_start: PhysAddr(r.cpu_start),
+                    dma_start: DmaAddr(r.dma_start),
+                    size: r.size,
+                });
+            }
+        }
+        let dev = Device::new(system()?, cfg)?;
+        let bus = BusMaster::new(&dev);
+        Ok(Box::into_raw(Box::new(device { dev, bus })))
+    })
+}
+
+/// Destroys a device. NULL is a no-op. Allocations and mappings still live on it stay
+/// valid memory of the system but can no longer be freed through it.
+///
+/// # Safety
+///
+/// `dev` is NULL or a pointer from `dma_device_create` not destroyed before; nothing
+/// uses it afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_device_destroy(dev: *mut device) {
+    boundary!(|_| (), {
+        if !dev.is_null() {
+            // SAFETY: the pointer came from `Box::into_raw` in `dma_device_create` and is
+            // destroyed once (the caller's contract).
+            drop(unsafe { Box::from_raw(dev) });
+        }
+        Ok(())
+    })
+}
+
+fn set(
+    func: &str,
+    p: *const device,
+    raw: u64,
+    f: impl FnOnce(&Device, DmaMask) -> Result<(), Errno>,
+) -> Result<c_int, Errno> {
+    // SAFETY: the export's caller passes NULL or a live device.
+    let d = unsafe { to_dev(func, p) }?;
+    let m = DmaMask::from_raw(raw).ok_or_else(|| {
+        eprintln!("dma: {}: {func}: {raw:#x} is not a DMA_BIT_MASK", d.dev.name());
+        Errno::EIO
+    })?;
+    f(&d.dev, m)?;
+    Ok(0)
+}
+
+/// `dma_set_mask`: 0, or `-EIO` when the mask is not all ones below a bit or the
+/// platform cannot serve it; `-EINVAL` for a NULL device.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_set_mask(dev: *mut device, mask: u64) -> c_int {
+    boundary!(neg, set("dma_set_mask", dev, mask, Device::set_mask))
+}
+
+/// `dma_set_coherent_mask`: as `dma_set_mask`, for coherent allocations.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_set_coherent_mask(dev: *mut device, mask: u64) -> c_int {
+    boundary!(neg, set("dma_set_coherent_mask", dev, mask, Device::set_coherent_mask))
+}
+
+/// `dma_set_mask_and_coherent`: the coherent mask is set only if the streaming mask was
+/// accepted. Returns as `dma_set_mask`.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_set_mask_and_coherent(dev: *mut device, mask: u64) -> c_int {
+    boundary!(neg, set("dma_set_mask_and_coherent", dev, mask, Device::set_mask_and_coherent))
+}
+
+/// `dma_get_mask`: the streaming mask; 0 for a NULL device.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_get_mask(dev: *mut device) -> u64 {
+    // SAFETY: forwarded from the caller.
+    boundary!(zero, Ok(unsafe { to_dev("dma_get_mask", dev) }?.dev.mask().value()))
+}
+
+/// `dma_get_required_mask`: the smallest mask that reaches all RAM without bouncing;
+/// 0 for a NULL device.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_get_required_mask(dev: *mut device) -> u64 {
+    // SAFETY: forwarded from the caller.
+    boundary!(zero, Ok(unsafe { to_dev("dma_get_required_mask", dev) }?.dev.required_mask()))
+}
+
+/// `dma_max_mapping_size`: the largest streaming mapping that can succeed (`SIZE_MAX`
+/// when nothing limits it); 0 for a NULL device.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_max_mapping_size(dev: *mut device) -> usize {
+    // SAFETY: forwarded from the caller.
+    boundary!(zero, Ok(unsafe { to_dev("dma_max_mapping_size", dev) }?.dev.max_mapping_size()))
+}
+
+/// `dma_need_sync`: whether sync calls on this mapping do anything. True for a NULL
+/// device (a sync is never wrong).
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_need_sync(dev: *mut device, dma_addr: dma_addr_t) -> bool {
+    // SAFETY: forwarded from the caller.
+    boundary!(|_| true, Ok(unsafe { to_dev("dma_need_sync", dev) }?.dev.need_sync(DmaAddr(dma_addr))))
+}
+
+/// `dma_addressing_limited`: true when some RAM is out of the device's reach (and for a
+/// NULL device).
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_addressing_limited(dev: *mut device) -> bool {
+    // SAFETY: forwarded from the caller.
+    boundary!(|_| true, Ok(unsafe { to_dev("dma_addressing_limited", dev) }?.dev.addressing_limited()))
+}

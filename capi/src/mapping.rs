@@ -1,0 +1,249 @@
+//! Streaming mappings of single buffers and pages, their syncs, and
+//! `dma_mapping_error` (`include/linux/dma-mapping.h`, `kernel/dma/mapping.c`).
+//!
+//! Map calls return `DMA_MAPPING_ERROR` on failure; unmap and sync calls are `void` and
+//! refuse bad input with a message (dma-core's, or one from here for NULL and
+//! out-of-range arguments), never a crash.
+
+use std::ffi::{c_int, c_ulong, c_void};
+
+use dma_core::{DmaAddr, Errno};
+
+use crate::boundary::{attrs, direction, mapping_error, neg, nothing};
+use crate::dev::device;
+use crate::dev::to_dev;
+use crate::kmem::page_of;
+use crate::types::{DmaDataDirection, dma_addr_t, page};
+
+/// `dma_map_single_attrs`: maps `size` bytes at `ptr` for the device. Platform memory
+/// (`kmalloc`, pages, non-coherent allocations) maps directly when the device reaches
+/// it; anything else (a heap or stack buffer) bounces through swiotlb.
+///
+/// Returns the bus address, or `DMA_MAPPING_ERROR` for a NULL device or pointer, size
+/// 0, `DMA_NONE` or an invalid direction, unknown attrs, an uncached (coherent)
+/// allocation, a full bounce pool, or memory the device cannot reach with nothing to
+/// bounce it. Check it with `dma_mapping_error`.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device; `[ptr, ptr + size)` stays valid for reads and writes
+/// until the unmap, and the CPU does not touch it while the device owns it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_map_single_attrs(
+    dev: *mut device,
+    ptr: *mut c_void,
+    size: usize,
+    dir: DmaDataDirection,
+    attrs: c_ulong,
+) -> dma_addr_t {
+    boundary!(mapping_error, {
+        const F: &str = "dma_map_single_attrs";
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { to_dev(F, dev) }?;
+        let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
+        // SAFETY: forwarded from the caller; dma-core checks NULL and size 0.
+        Ok(unsafe { d.dev.map_single(ptr.cast(), size, dir, a) }?.0)
+    })
+}
+
+/// `dma_unmap_single_attrs`: ends a mapping; pass the address, size and direction of
+/// the map call. The CPU owns the memory again and sees what the device wrote.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device; the CPU holds no access into the memory during the
+/// call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_unmap_single_attrs(
+    dev: *mut device,
+    addr: dma_addr_t,
+    size: usize,
+    dir: DmaDataDirection,
+    attrs: c_ulong,
+) {
+    boundary!(nothing, {
+        const F: &str = "dma_unmap_single_attrs";
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { to_dev(F, dev) }?;
+        let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
+        // SAFETY: forwarded from the caller; dma-core refuses what is not a mapping.
+        unsafe { d.dev.unmap_single(DmaAddr(addr), size, dir, a) };
+        Ok(())
+    })
+}
+
+/// `dma_map_page_attrs`: maps `size` bytes at `offset` in `page` (a page from
+/// `alloc_pages`, `dma_alloc_pages` or `virt_to_page`). Returns as
+/// `dma_map_single_attrs`.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device; the pages stay allocated until the unmap, and the
+/// CPU does not touch them while the device owns them.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_map_page_attrs(
+    dev: *mut device,
+    page: *mut page,
+    offset: usize,
+    size: usize,
+    dir: DmaDataDirection,
+    attrs: c_ulong,
+) -> dma_addr_t {
+    boundary!(mapping_error, {
+        const F: &str = "dma_map_page_attrs";
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { to_dev(F, dev) }?;
+        let pg = page_of(F, d.dev.system(), page)?;
+        let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
+        // SAFETY: forwarded from the caller; dma-core checks the range is RAM.
+        Ok(unsafe { d.dev.map_page(pg, offset, size, dir, a) }?.0)
+    })
+}
+
+/// `dma_unmap_page_attrs`: as `dma_unmap_single_attrs`.
+///
+/// # Safety
+///
+/// As `dma_unmap_single_attrs`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_unmap_page_attrs(
+    dev: *mut device,
+    addr: dma_addr_t,
+    size: usize,
+    dir: DmaDataDirection,
+    attrs: c_ulong,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { dma_unmap_single_attrs(dev, addr, size, dir, attrs) }
+}
+
+/// The four sync calls share this: check, then hand `[addr + offset, + size)` over.
+///
+/// # Safety
+///
+/// As the exports'.
+unsafe fn sync(
+    func: &str,
+    dev: *mut device,
+    addr: dma_addr_t,
+    offset: usize,
+    size: usize,
+    dir: DmaDataDirection,
+    for_device: bool,
+) -> Result<(), Errno> {
+    // SAFETY: forwarded from the caller.
+    let d = unsafe { to_dev(func, dev) }?;
+    let dir = direction(func, dir)?;
+    let dma = DmaAddr(addr);
+    // SAFETY: forwarded from the caller; dma-core refuses DMA_NONE and ignores what is
+    // not a mapping.
+    unsafe {
+        if for_device {
+            d.dev.sync_single_range_for_device(dma, offset, size, dir)
+        } else {
+            d.dev.sync_single_range_for_cpu(dma, offset, size, dir)
+        }
+    }
+    Ok(())
+}
+
+/// `dma_sync_single_for_cpu`: gives the CPU ownership of `[addr, addr + size)` (part of
+/// a mapping is fine); what the device wrote becomes visible to the CPU.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device; the range lies in a live mapping of it and the CPU
+/// holds no access into it during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_sync_single_for_cpu(
+    dev: *mut device,
+    addr: dma_addr_t,
+    size: usize,
+    dir: DmaDataDirection,
+) {
+    // SAFETY: forwarded from the caller.
+    boundary!(nothing, unsafe { sync("dma_sync_single_for_cpu", dev, addr, 0, size, dir, false) })
+}
+
+/// `dma_sync_single_for_device`: gives the device ownership; what the CPU wrote becomes
+/// visible to the device.
+///
+/// # Safety
+///
+/// As `dma_sync_single_for_cpu`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_sync_single_for_device(
+    dev: *mut device,
+    addr: dma_addr_t,
+    size: usize,
+    dir: DmaDataDirection,
+) {
+    // SAFETY: forwarded from the caller.
+    boundary!(nothing, unsafe { sync("dma_sync_single_for_device", dev, addr, 0, size, dir, true) })
+}
+
+/// `dma_sync_single_range_for_cpu`: the sync at `addr + offset`.
+///
+/// # Safety
+///
+/// As `dma_sync_single_for_cpu`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_sync_single_range_for_cpu(
+    dev: *mut device,
+    addr: dma_addr_t,
+    offset: usize,
+    size: usize,
+    dir: DmaDataDirection,
+) {
+    // SAFETY: forwarded from the caller.
+    boundary!(nothing, unsafe { sync("dma_sync_single_range_for_cpu", dev, addr, offset, size, dir, false) })
+}
+
+/// `dma_sync_single_range_for_device`: the sync at `addr + offset`.
+///
+/// # Safety
+///
+/// As `dma_sync_single_for_cpu`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_sync_single_range_for_device(
+    dev: *mut device,
+    addr: dma_addr_t,
+    offset: usize,
+    size: usize,
+    dir: DmaDataDirection,
+) {
+    // SAFETY: forwarded from the caller.
+    boundary!(nothing, unsafe { sync("dma_sync_single_range_for_device", dev, addr, offset, size, dir, true) })
+}
+
+/// `dma_cache_sync`, deprecated: a shim over the ownership transfers for a cached
+/// allocation (`DMA_ATTR_NON_CONSISTENT`, `dma_alloc_noncoherent`): `DMA_TO_DEVICE`
+/// syncs for the device, `DMA_FROM_DEVICE` for the CPU, `DMA_BIDIRECTIONAL` both in
+/// turn. Use the `dma_sync_single_*` calls, which say who owns the buffer.
+///
+/// # Safety
+///
+/// As `dma_sync_single_for_cpu`, for `[vaddr, vaddr + size)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_cache_sync(dev: *mut device, vaddr: *mut c_void, size: usize, dir: DmaDataDirection) {
+    boundary!(nothing, {
+        const F: &str = "dma_cache_sync";
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { to_dev(F, dev) }?;
+        let dir = direction(F, dir)?;
+        // SAFETY: forwarded from the caller; dma-core refuses a foreign address.
+        #[allow(deprecated)]
+        unsafe {
+            d.dev.cache_sync(vaddr.cast(), size, dir)
+        };
+        Ok(())
+    })
+}
+
+/// `dma_mapping_error`: `-ENOMEM` if `dma_addr` is `DMA_MAPPING_ERROR`, else 0.
+/// `dev` is not used (it may be NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn dma_mapping_error(dev: *mut device, dma_addr: dma_addr_t) -> c_int {
+    let _ = dev;
+    boundary!(neg, if DmaAddr(dma_addr).is_error() { Err(Errno::ENOMEM) } else { Ok(0) })
+}

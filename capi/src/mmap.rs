@@ -1,0 +1,104 @@
+//! `dma_mmap_attrs`: maps a DMA allocation into a caller-provided address range, the
+//! userspace form of mapping it into a process's VMA (`dma_direct_mmap`).
+//!
+//! The platform's RAM is shared memfd mappings, so the new mapping is made with
+//! `mremap(src, 0, len, MREMAP_MAYMOVE | MREMAP_FIXED, vm_start)`, which on a shared
+//! mapping creates a second mapping of the same pages over the caller's range: the
+//! cached view for a cached allocation, the memory view (the uncached alias) for a
+//! coherent allocation of a non-coherent device, the same attributes the kernel's
+//! `dma_pgprot` would choose.
+//!
+//! # Safety
+//!
+//! The source range is checked to lie in the allocation (cached view) or to be the
+//! uncached alias dma-core returned; the destination is the caller's, who promises in
+//! the export's contract that replacing whatever is mapped there is fine.
+
+use std::ffi::{c_int, c_ulong, c_void};
+
+use dma_core::{Attrs, DmaAddr, Errno, PAGE_SIZE, page_align};
+
+use crate::boundary::{attrs, neg, refuse};
+use crate::dev::{device, to_dev};
+use crate::types::{dma_addr_t, vm_area_struct};
+
+/// `dma_mmap_attrs`: maps the allocation `cpu_addr` / `dma_addr` of `size` bytes from
+/// `dma_alloc_attrs` (same `attrs`) over `[vma->vm_start, vma->vm_end)`, starting
+/// `vma->vm_pgoff` pages into the buffer, replacing whatever the caller had mapped there
+/// (reserve the range first, e.g. with `mmap(NULL, len, PROT_NONE, MAP_PRIVATE |
+/// MAP_ANONYMOUS, -1, 0)`). Unmap it with `munmap`.
+///
+/// Returns 0; `-EINVAL` for a NULL device, vma or address, unaligned or empty range,
+/// unknown attrs, or a CPU address that is not the buffer at `dma_addr`; `-ENXIO` when
+/// the range runs past the buffer or `dma_addr` is not RAM of the device; `-EOPNOTSUPP`
+/// for a `DMA_ATTR_NO_KERNEL_MAPPING` buffer of a non-coherent device (its uncached
+/// view is not reachable from here yet); or the `mremap` error.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device; `vma` is NULL or valid; the range it names belongs to
+/// the caller, holds no Rust or C object in use, and may be replaced.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_mmap_attrs(
+    dev: *mut device,
+    vma: *mut vm_area_struct,
+    cpu_addr: *mut c_void,
+    dma_addr: dma_addr_t,
+    size: usize,
+    attrs: c_ulong,
+) -> c_int {
+    boundary!(neg, {
+        const F: &str = "dma_mmap_attrs";
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { to_dev(F, dev) }?;
+        let a = self::attrs(F, attrs)?;
+        // SAFETY: forwarded from the caller.
+        let v = *unsafe { vma.as_ref() }.ok_or_else(|| refuse(F, format_args!("NULL vma")))?;
+        let page = PAGE_SIZE as c_ulong;
+        if cpu_addr.is_null()
+            || v.vm_start % page != 0
+            || v.vm_end % page != 0
+            || v.vm_end <= v.vm_start
+            || (cpu_addr as usize) % PAGE_SIZE != 0
+        {
+            return Err(refuse(
+                F,
+                format_args!("bad range {:#x}..{:#x} or address {cpu_addr:p}", v.vm_start, v.vm_end),
+            ));
+        }
+        let count = page_align(size).ok_or(Errno::EINVAL)? / PAGE_SIZE;
+        let user = ((v.vm_end - v.vm_start) / page) as usize;
+        let off = usize::try_from(v.vm_pgoff).map_err(|_| Errno::ENXIO)?;
+        if off >= count || user > count - off {
+            return Err(Errno::ENXIO);
+        }
+        let sys = d.dev.system();
+        let phys = d.dev.dma_to_phys(DmaAddr(dma_addr)).ok_or(Errno::ENXIO)?;
+        let src = (cpu_addr as usize + off * PAGE_SIZE) as *mut c_void;
+        let len = user * PAGE_SIZE;
+        match sys.virt_to_phys(cpu_addr.cast()) {
+            Some(p) if p != phys => {
+                return Err(refuse(F, format_args!("{cpu_addr:p} is not the buffer at {dma_addr:#x}")));
+            }
+            Some(_) if a.contains(Attrs::NO_KERNEL_MAPPING) && !d.dev.is_coherent() => return Err(Errno::EOPNOTSUPP),
+            Some(_) => {
+                if sys.virt_to_phys((src as usize + len - 1) as *const u8).is_none() {
+                    return Err(Errno::ENXIO);
+                }
+            }
+            // Not the cached view: only the uncached alias of a coherent allocation of
+            // a non-coherent device may be that.
+            None if !d.dev.is_coherent() && !a.intersects(Attrs::NON_CONSISTENT | Attrs::NO_KERNEL_MAPPING) => {}
+            None => return Err(refuse(F, format_args!("{cpu_addr:p} is not a DMA allocation"))),
+        }
+        // SAFETY: `src` is a page-aligned address inside a shared mapping of the
+        // platform's memfd (checked above); old size 0 duplicates its pages rather than
+        // moving them; the destination range is the caller's to replace.
+        let r =
+            unsafe { libc::mremap(src, 0, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, v.vm_start as *mut c_void) };
+        if r == libc::MAP_FAILED {
+            return Err(Errno::from(std::io::Error::last_os_error()));
+        }
+        Ok(0)
+    })
+}

@@ -1,0 +1,140 @@
+//! Builds the C tests in tests/c/ (and the example driver in examples/c/) against
+//! include/dma-mapping.h and libdma.a with the `cc` crate's compiler, as C11 with
+//! `-Wall -Wextra -Werror` and once as C++, and runs them. Each program exits 0 when
+//! every check passed; its output is shown on failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("capi sits in the workspace").to_path_buf()
+}
+
+/// `libdma.a` (or `libdma.so`) from this very build: the test binary lives in
+/// `<target>/<profile>/deps`, next to the libraries cargo built for it.
+fn libdma_file(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its path");
+    let deps = exe.parent().expect("the test binary has a directory");
+    for dir in [deps, deps.parent().unwrap_or(deps)] {
+        let lib = dir.join(name);
+        if lib.exists() {
+            return lib;
+        }
+    }
+    panic!("{name} not found next to {}", exe.display());
+}
+
+fn libdma() -> PathBuf {
+    libdma_file("libdma.a")
+}
+
+fn out_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").join("c-tests");
+    std::fs::create_dir_all(&dir).expect("the target directory is writable");
+    dir
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Lang {
+    C,
+    Cxx,
+    CAsan,
+}
+
+fn compiler(lang: Lang) -> Command {
+    let mut b = cc::Build::new();
+    b.cargo_metadata(false)
+        .target(env!("DMA_CAPI_TARGET"))
+        .host(env!("DMA_CAPI_HOST"))
+        .opt_level(1)
+        .out_dir(out_dir())
+        .cpp(lang == Lang::Cxx);
+    let mut cmd = b.get_compiler().to_command();
+    match lang {
+        Lang::C | Lang::CAsan => cmd.arg("-std=c11"),
+        Lang::Cxx => cmd.arg("-std=c++17").arg("-x").arg("c++"),
+    };
+    cmd.args(["-Wall", "-Wextra", "-Werror", "-g"]);
+    if lang == Lang::CAsan {
+        cmd.args(["-fsanitize=address", "-fno-omit-frame-pointer"]);
+    }
+    cmd
+}
+
+/// Compiles `src` (relative to the workspace root) and returns the executable.
+fn build(src: &str, lang: Lang) -> PathBuf {
+    let root = root();
+    let stem = Path::new(src).file_stem().and_then(|s| s.to_str()).expect("a file name");
+    let exe = out_dir().join(format!("{stem}-{lang:?}").to_lowercase());
+    let mut cmd = compiler(lang);
+    cmd.arg("-I").arg(root.join("include")).arg("-I").arg(root.join("tests/c")).arg(root.join(src));
+    if lang == Lang::Cxx {
+        cmd.arg("-x").arg("none");
+    }
+    cmd.arg(libdma()).args(["-lpthread", "-ldl", "-lm", "-lrt"]).arg("-o").arg(&exe);
+    let out = cmd.output().expect("the C compiler runs");
+    assert!(
+        out.status.success(),
+        "compiling {src} as {lang:?} failed:\n{} {:?}\n{}{}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+fn run(exe: &Path, opts: &str) {
+    let mut cmd = Command::new(exe);
+    cmd.env("DMA_OPTS", opts);
+    // Cargo puts target/<profile> on LD_LIBRARY_PATH, which beats the program's RUNPATH and
+    // may hold a libdma.so from another build: the shared-library test must load its own.
+    cmd.env_remove("LD_LIBRARY_PATH");
+    // LeakSanitizer cannot run under ptrace-restricted sandboxes; leaks are not the point.
+    cmd.env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1");
+    let out = cmd.output().expect("the test program runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{} failed ({}):\n{text}", exe.display(), out.status);
+    assert!(!text.contains("AddressSanitizer"), "{} has AddressSanitizer findings:\n{text}", exe.display());
+}
+
+fn c_test(name: &str, lang: Lang) {
+    let exe = build(&format!("tests/c/{name}.c"), lang);
+    run(&exe, "");
+}
+
+macro_rules! c_tests {
+    ($($name:ident),* $(,)?) => {
+        mod c {
+            $(#[test] fn $name() { super::c_test(stringify!($name), super::Lang::C) })*
+        }
+        mod cxx {
+            $(#[test] fn $name() { super::c_test(stringify!($name), super::Lang::Cxx) })*
+        }
+        mod asan {
+            $(#[test] fn $name() { super::c_test(stringify!($name), super::Lang::CAsan) })*
+        }
+    };
+}
+
+c_tests!(alloc, sync, bounce, sg, bad_input, mmap, system);
+
+#[test]
+fn example_driver_runs() {
+    let exe = build("examples/c/ring_driver.c", Lang::C);
+    run(&exe, "");
+}
+
+#[test]
+fn shared_library_links_and_runs() {
+    let so = libdma_file("libdma.so");
+    let dir = so.parent().expect("a directory");
+    let exe = out_dir().join("sync-shared");
+    let mut cmd = compiler(Lang::C);
+    cmd.arg("-I").arg(root().join("include")).arg("-I").arg(root().join("tests/c")).arg(root().join("tests/c/sync.c"));
+    cmd.arg("-L").arg(dir).arg(format!("-Wl,-rpath,{}", dir.display())).arg("-ldma").arg("-o").arg(&exe);
+    let out = cmd.output().expect("the C compiler runs");
+    assert!(out.status.success(), "linking against libdma.so failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    run(&exe, "");
+}
