@@ -376,6 +376,13 @@ impl System {
         self.ram.unmap_uncached(addr.as_ptr() as usize).ok_or(Errno::EINVAL)
     }
 
+    /// The uncached remap (coherent allocation for a non-coherent device) that contains
+    /// `addr`, as (its start, its physical address, its length).
+    pub fn find_uncached(&self, addr: *const u8) -> Option<(NonNull<u8>, PhysAddr, usize)> {
+        let (start, phys, len) = self.ram.find_remap(addr as usize)?;
+        Some((NonNull::new(start as *mut u8)?, phys, len))
+    }
+
     /// `vmap`: maps `pages`, in order, at one virtually contiguous CPU range. The alias is
     /// cached: it is the same memory as each page's [`System::page_address`].
     ///

@@ -94,3 +94,18 @@ fn a_layout_from_options_is_honoured() {
     assert_eq!(z[1].total_pages, (64 << 20) / PAGE_SIZE as u64);
     assert_eq!(z[1].free_pages, z[1].total_pages - 512, "the 2 MiB swiotlb pool came out of DMA32");
 }
+
+#[test]
+fn kfree_refuses_a_double_free_and_the_object_is_not_handed_out_twice() {
+    let (sys, log) = system("");
+    let a = sys.kmalloc(100, Gfp::GFP_KERNEL).unwrap();
+    // SAFETY: freed once; the second free must be refused.
+    unsafe {
+        sys.kfree(a).unwrap();
+        assert_eq!(sys.kfree(a), Err(Errno::EINVAL));
+    }
+    assert!(logged(&log, "kfree of"));
+    let b = sys.kmalloc(100, Gfp::GFP_KERNEL).unwrap();
+    let c = sys.kmalloc(100, Gfp::GFP_KERNEL).unwrap();
+    assert_ne!(b, c, "the double free did not put the object on the free list twice");
+}

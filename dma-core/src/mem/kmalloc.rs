@@ -25,8 +25,9 @@ use crate::mem::sim::SimRam;
 /// What a page in use by kmalloc holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Meta {
-    /// Objects of one class.
-    Slab { zone: Zone, class: usize },
+    /// Objects of one class; bit `i` of `used` is set while object `i` is handed out
+    /// (at most 64 objects a page: classes start at the DMA alignment, at least 64).
+    Slab { zone: Zone, class: usize, used: u64 },
     /// The first page of a large allocation of `2^order` pages.
     Large { order: u32 },
 }
@@ -55,7 +56,8 @@ fn zone_of(gfp: Gfp) -> Zone {
 impl Kmalloc {
     /// Classes start at `min_align` (the DMA cache alignment, a power of two).
     pub(crate) fn new(min_align: usize) -> Kmalloc {
-        let min_shift = min_align.max(8).trailing_zeros().min(MAX_SHIFT);
+        // At least 64-byte objects, so a page holds at most 64 and `used` fits a u64.
+        let min_shift = min_align.max(64).trailing_zeros().min(MAX_SHIFT);
         let classes = || (min_shift..=MAX_SHIFT).map(|_| Mutex::new(Vec::new())).collect();
         Kmalloc { min_shift, free: [classes(), classes(), classes()], meta: Mutex::new(HashMap::new()) }
     }
@@ -78,10 +80,14 @@ impl Kmalloc {
             if list.is_empty() {
                 let pfn = pages.alloc(0, zone, u64::MAX).ok_or(Errno::ENOMEM)?;
                 let base = ram.cached_ptr(pfn.phys(), PAGE_SIZE).ok_or(Errno::EFAULT)? as usize;
-                self.meta().insert(pfn, Meta::Slab { zone, class });
+                self.meta().insert(pfn, Meta::Slab { zone, class, used: 0 });
                 list.extend((0..PAGE_SIZE >> shift).rev().map(|i| base + (i << shift)));
             }
             let obj = list.pop().ok_or(Errno::ENOMEM)?;
+            let phys = ram.virt_to_phys(obj, 1).ok_or(Errno::EFAULT)?;
+            if let Some(Meta::Slab { used, .. }) = self.meta().get_mut(&phys.pfn()) {
+                *used |= 1 << (phys.page_offset() >> shift);
+            }
             obj as *mut u8
         };
         if gfp.contains(Gfp::__GFP_ZERO) {
@@ -106,10 +112,15 @@ impl Kmalloc {
                 self.meta().remove(&pfn);
                 pages.free(pfn, order).map_err(|_| Errno::EINVAL)
             }
-            Meta::Slab { zone, class } => {
+            Meta::Slab { zone, class, .. } => {
                 let shift = self.min_shift + class as u32;
                 if phys.page_offset() & ((1 << shift) - 1) != 0 {
                     return Err(Errno::EINVAL);
+                }
+                let bit = 1u64 << (phys.page_offset() >> shift);
+                match self.meta().get_mut(&pfn) {
+                    Some(Meta::Slab { used, .. }) if *used & bit != 0 => *used &= !bit,
+                    _ => return Err(Errno::EINVAL), // double free
                 }
                 self.free[zone as usize][class].lock().unwrap_or_else(|e| e.into_inner()).push(va);
                 Ok(())
