@@ -6,6 +6,10 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+/// Numbers devices for dma-debug, which must tell a device from a later one at the same
+/// address.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 use std::sync::{Arc, OnceLock};
 
 use crate::addr::{DMA_MAPPING_ERROR, DmaAddr, PhysAddr};
@@ -152,6 +156,7 @@ impl fmt::Debug for DeviceConfig {
 /// `alloc_limit == min_not_zero(coherent_dma_mask, bus_dma_limit)` whenever no mask
 /// update is in progress; every mask value satisfies [`DmaMask`]'s invariant.
 pub struct Device {
+    id: u64,
     name: String,
     system: Arc<System>,
     coherence: Coherence,
@@ -192,6 +197,7 @@ impl Device {
             }
         }
         let dev = Arc::new(Device {
+            id: NEXT_ID.fetch_add(1, Relaxed),
             name: config.name,
             system: Arc::clone(system),
             coherence: config.coherence,
@@ -204,7 +210,8 @@ impl Device {
             max_segment_size: AtomicU64::new(config.max_segment_size as u64),
             segment_boundary_mask: AtomicU64::new(config.segment_boundary_mask),
             min_align_mask: AtomicU64::new(config.min_align_mask),
-            skip_sync: AtomicBool::new(config.coherence == Coherence::Coherent),
+            // dma-debug checks every sync, so it never lets them be skipped.
+            skip_sync: AtomicBool::new(config.coherence == Coherence::Coherent && system.debug().is_none()),
             ops: config.ops,
             cma: OnceLock::new(),
         });
@@ -388,6 +395,26 @@ impl Device {
         self.cma.get().map(Cma::stats)
     }
 
+    /// dma-debug's description of a call on this device.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn debug_call(
+        &self,
+        dma: DmaAddr,
+        size: usize,
+        dir: crate::Direction,
+        kind: crate::debug::EntryKind,
+        cpu: usize,
+        sg_ents: usize,
+        at: &'static std::panic::Location<'static>,
+    ) -> crate::debug::Call {
+        crate::debug::Call { dev: self.id, dma, size, dir, kind, cpu, sg_ents, caller: crate::debug::caller(at) }
+    }
+
+    /// The identity dma-debug tracks this device by.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     pub(crate) fn warn(&self, args: fmt::Arguments<'_>) {
         self.system.log().emit(crate::log::Level::Warn, &self.name, args);
     }
@@ -395,6 +422,9 @@ impl Device {
 
 impl Drop for Device {
     fn drop(&mut self) {
+        if let Some(d) = self.system.debug() {
+            d.device_released(&self.name, self.id);
+        }
         if let Some(cma) = self.cma.get() {
             if cma.in_use() {
                 // Returning pages that are still handed out would let them be reused

@@ -11,10 +11,12 @@
 //! compound pages, zone flags where the kernel refuses them) returns `EINVAL` with a
 //! message, never a panic.
 
+use std::panic::Location;
 use std::ptr::NonNull;
 
 use crate::addr::DmaAddr;
 use crate::attrs::Attrs;
+use crate::debug::EntryKind;
 use crate::device::Device;
 use crate::direct;
 use crate::direction::Direction;
@@ -117,6 +119,7 @@ impl Device {
     ///
     /// `EINVAL` for size 0, `__GFP_COMP` or an invalid request; `ENOMEM` when no
     /// reachable memory is left (with a message unless `NO_WARN` / `__GFP_NOWARN`).
+    #[track_caller]
     pub fn alloc_attrs(&self, size: usize, gfp: Gfp, attrs: Attrs) -> Result<(NonNull<u8>, DmaAddr)> {
         if size == 0 || gfp.contains(Gfp::__GFP_COMP) {
             self.warn(format_args!("dma_alloc_attrs: refused (size {size}, gfp {gfp:?})"));
@@ -134,6 +137,10 @@ impl Device {
                 ));
             }
         }
+        if let (Some(d), Ok((cpu, dma))) = (self.system().debug(), &r) {
+            let kind = if attrs.contains(Attrs::NON_CONSISTENT) { EntryKind::Noncoherent } else { EntryKind::Coherent };
+            d.allocated(self, cpu.as_ptr() as usize, *dma, size, Direction::Bidirectional, kind, Location::caller());
+        }
         r
     }
 
@@ -143,8 +150,13 @@ impl Device {
     ///
     /// `cpu`, `dma`, `size` and `attrs` must be those of one live `alloc_attrs` on this
     /// device, and nothing may use the memory afterwards.
+    #[track_caller]
     pub unsafe fn free_attrs(&self, size: usize, cpu: *mut u8, dma: DmaAddr, attrs: Attrs) {
         let Some(cpu) = NonNull::new(cpu) else { return };
+        if let Some(d) = self.system().debug() {
+            let kind = if attrs.contains(Attrs::NON_CONSISTENT) { EntryKind::Noncoherent } else { EntryKind::Coherent };
+            d.unmapping(self, dma, size, Direction::Bidirectional, kind, cpu.as_ptr() as usize, 0, Location::caller());
+        }
         match &self.ops {
             None => direct::free(self, size, cpu, dma, attrs),
             // SAFETY: forwarded from the caller.
@@ -157,6 +169,7 @@ impl Device {
     /// # Errors
     ///
     /// As [`Device::alloc_attrs`].
+    #[track_caller]
     pub fn alloc_coherent(&self, size: usize, gfp: Gfp) -> Result<(NonNull<u8>, DmaAddr)> {
         let attrs = if gfp.contains(Gfp::__GFP_NOWARN) { Attrs::NO_WARN } else { Attrs::empty() };
         self.alloc_attrs(size, gfp, attrs)
@@ -167,6 +180,7 @@ impl Device {
     /// # Safety
     ///
     /// As [`Device::free_attrs`] with empty attrs.
+    #[track_caller]
     pub unsafe fn free_coherent(&self, size: usize, cpu: *mut u8, dma: DmaAddr) {
         // SAFETY: forwarded from the caller.
         unsafe { self.free_attrs(size, cpu, dma, Attrs::empty()) }
@@ -179,7 +193,17 @@ impl Device {
     ///
     /// `EINVAL` for size 0, zone flags or `__GFP_COMP` in `gfp`, or `DMA_NONE`;
     /// `ENOMEM` when no reachable memory is left.
+    #[track_caller]
     pub fn alloc_pages(&self, size: usize, dir: Direction, gfp: Gfp) -> Result<(Page, DmaAddr)> {
+        let r = self.alloc_pages_inner(size, dir, gfp);
+        if let (Some(d), Ok((page, dma))) = (self.system().debug(), &r) {
+            let cpu = self.system().page_address(*page) as usize;
+            d.allocated(self, cpu, *dma, size, dir, EntryKind::Noncoherent, Location::caller());
+        }
+        r
+    }
+
+    fn alloc_pages_inner(&self, size: usize, dir: Direction, gfp: Gfp) -> Result<(Page, DmaAddr)> {
         dir.check()?;
         if size == 0 || gfp.intersects(Gfp::ZONE_MASK | Gfp::__GFP_COMP) {
             self.warn(format_args!("dma_alloc_pages: refused (size {size}, gfp {gfp:?})"));
@@ -207,8 +231,12 @@ impl Device {
     ///
     /// `page`, `dma` and `size` must be those of one live `alloc_pages` on this device,
     /// and nothing may use the memory afterwards.
+    #[track_caller]
     pub unsafe fn free_pages(&self, size: usize, page: Page, dma: DmaAddr, dir: Direction) {
-        let _ = dir;
+        if let Some(d) = self.system().debug() {
+            let cpu = self.system().page_address(page) as usize;
+            d.unmapping(self, dma, size, dir, EntryKind::Noncoherent, cpu, 0, Location::caller());
+        }
         match &self.ops {
             None => direct::free_pages(self, size, page, dma),
             Some(ops) => {
@@ -226,6 +254,7 @@ impl Device {
     /// # Errors
     ///
     /// As [`Device::alloc_pages`].
+    #[track_caller]
     pub fn alloc_noncoherent(&self, size: usize, dir: Direction, gfp: Gfp) -> Result<(NonNull<u8>, DmaAddr)> {
         let (page, dma) = self.alloc_pages(size, dir, gfp)?;
         let cpu = self.system().page_address(page);
@@ -237,6 +266,7 @@ impl Device {
     /// # Safety
     ///
     /// As [`Device::free_pages`], with the CPU address `alloc_noncoherent` returned.
+    #[track_caller]
     pub unsafe fn free_noncoherent(&self, size: usize, cpu: *mut u8, dma: DmaAddr, dir: Direction) {
         match self.system().virt_to_page(cpu) {
             // SAFETY: forwarded from the caller.
@@ -258,6 +288,7 @@ impl Device {
     /// The pages must stay allocated until unmap, and the CPU must not access them while
     /// the device owns them (between map or `sync_*_for_device` and unmap or
     /// `sync_*_for_cpu`).
+    #[track_caller]
     pub unsafe fn map_page(
         &self,
         page: Page,
@@ -286,7 +317,27 @@ impl Device {
     ///
     /// `[ptr, ptr + size)` must stay valid for reads and writes until unmap, and the CPU
     /// must not access it while the device owns it.
+    #[track_caller]
     pub unsafe fn map_single(&self, ptr: *mut u8, size: usize, dir: Direction, attrs: Attrs) -> Result<DmaAddr> {
+        // SAFETY: forwarded from the caller.
+        let r = unsafe { self.map_cpu(ptr, size, dir, attrs) };
+        if let Some(d) = self.system().debug() {
+            match r {
+                Ok(dma) => {
+                    d.mapped(self, ptr as usize, size, dir, attrs, dma, EntryKind::Single, 0, Location::caller())
+                }
+                Err(_) => d.map_refused(self, ptr as usize, size, dir, Location::caller()),
+            }
+        }
+        r
+    }
+
+    /// `map_single` without dma-debug (map_sg records its own entries).
+    ///
+    /// # Safety
+    ///
+    /// As [`Device::map_single`].
+    unsafe fn map_cpu(&self, ptr: *mut u8, size: usize, dir: Direction, attrs: Attrs) -> Result<DmaAddr> {
         if size == 0 || dir.check().is_err() || ptr.is_null() {
             self.warn(format_args!("dma_map_single: refused ({ptr:p}, size {size}, {dir})"));
             return Err(Errno::EINVAL);
@@ -314,7 +365,21 @@ impl Device {
     ///
     /// `dma`, `size` and `dir` must be those of one live mapping of this device, and the
     /// CPU must hold no references into the memory during the call.
+    #[track_caller]
     pub unsafe fn unmap_single(&self, dma: DmaAddr, size: usize, dir: Direction, attrs: Attrs) {
+        if let Some(d) = self.system().debug() {
+            d.unmapping(self, dma, size, dir, EntryKind::Single, 0, 0, Location::caller());
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.unmap_cpu(dma, size, dir, attrs) }
+    }
+
+    /// `unmap_single` without dma-debug.
+    ///
+    /// # Safety
+    ///
+    /// As [`Device::unmap_single`].
+    unsafe fn unmap_cpu(&self, dma: DmaAddr, size: usize, dir: Direction, attrs: Attrs) {
         if dma.is_error() || dir.check().is_err() {
             return self.warn(format_args!("dma_unmap: tries to free an invalid DMA memory address {dma} ({dir})"));
         }
@@ -341,7 +406,35 @@ impl Device {
     ///
     /// Every entry's CPU range must stay valid until unmap, and the CPU must not access
     /// it while the device owns it.
+    #[track_caller]
     pub unsafe fn map_sg(&self, sgl: &mut [Scatterlist], dir: Direction, attrs: Attrs) -> Result<usize> {
+        // SAFETY: forwarded from the caller.
+        let r = unsafe { self.map_sg_inner(sgl, dir, attrs) };
+        if let (Some(d), Ok(n)) = (self.system().debug(), r) {
+            for sg in &sgl[..n] {
+                let (dma, len) = (DmaAddr(sg.dma_address), sg.dma_length as usize);
+                d.mapped(
+                    self,
+                    sg.cpu_addr as usize,
+                    len,
+                    dir,
+                    attrs,
+                    dma,
+                    EntryKind::Sg,
+                    sgl.len(),
+                    Location::caller(),
+                );
+            }
+        }
+        r
+    }
+
+    /// `map_sg` without dma-debug.
+    ///
+    /// # Safety
+    ///
+    /// As [`Device::map_sg`].
+    unsafe fn map_sg_inner(&self, sgl: &mut [Scatterlist], dir: Direction, attrs: Attrs) -> Result<usize> {
         if sgl.is_empty() || dir.check().is_err() || sgl.iter().any(|s| s.length == 0 || s.cpu_addr.is_null()) {
             self.warn(format_args!("dma_map_sg: refused ({} entries, {dir})", sgl.len()));
             return Err(Errno::EINVAL);
@@ -349,22 +442,13 @@ impl Device {
         match &self.ops {
             // SAFETY: forwarded from the caller.
             None => unsafe { direct::map_sg(self, sgl, dir, attrs) },
-            Some(_) => {
-                for i in 0..sgl.len() {
-                    // SAFETY: forwarded from the caller.
-                    match unsafe { self.map_single(sgl[i].cpu_addr, sgl[i].length as usize, dir, attrs) } {
-                        Ok(dma) => {
-                            sgl[i].dma_address = dma.0;
-                            sgl[i].dma_length = sgl[i].length;
-                        }
-                        Err(e) => {
-                            // SAFETY: these entries were mapped just above.
-                            unsafe { self.unmap_sg(&sgl[..i], dir, attrs | Attrs::SKIP_CPU_SYNC) };
-                            return Err(e);
-                        }
-                    }
+            Some(ops) => {
+                for sg in sgl.iter_mut() {
+                    sg.dma_length = 0;
+                    sg.dma_address = crate::addr::DMA_MAPPING_ERROR.0;
                 }
-                Ok(sgl.len())
+                // SAFETY: forwarded from the caller.
+                unsafe { ops.map_sg(self, sgl, dir, attrs) }
             }
         }
     }
@@ -375,13 +459,42 @@ impl Device {
     ///
     /// The entries must be those of one live `map_sg` on this device, and the CPU must
     /// hold no references into them during the call.
+    #[track_caller]
     pub unsafe fn unmap_sg(&self, sgl: &[Scatterlist], dir: Direction, attrs: Attrs) {
-        for sg in sgl {
-            if sg.dma_length != 0 {
-                // SAFETY: forwarded from the caller.
-                unsafe { self.unmap_single(DmaAddr(sg.dma_address), sg.dma_length as usize, dir, attrs) };
+        if let Some(d) = self.system().debug() {
+            for sg in sgl.iter().filter(|s| s.dma_length != 0) {
+                let (dma, len) = (DmaAddr(sg.dma_address), sg.dma_length as usize);
+                d.unmapping(self, dma, len, dir, EntryKind::Sg, 0, sgl.len(), Location::caller());
             }
         }
+        match &self.ops {
+            None => {
+                for sg in sgl.iter().filter(|s| s.dma_length != 0) {
+                    // SAFETY: forwarded from the caller.
+                    unsafe { self.unmap_cpu(DmaAddr(sg.dma_address), sg.dma_length as usize, dir, attrs) };
+                }
+            }
+            Some(ops) => {
+                if dir.check().is_err() {
+                    return self.warn(format_args!("dma_unmap_sg: invalid direction {dir}"));
+                }
+                // SAFETY: forwarded from the caller.
+                unsafe { ops.unmap_sg(self, sgl, dir, attrs) }
+            }
+        }
+    }
+
+    /// `dma_get_merge_boundary`: the mask of address bits below which `map_sg` may merge
+    /// segments (an IOMMU's granule minus one); 0 when it never merges (the direct path).
+    pub fn merge_boundary(&self) -> u64 {
+        self.ops.as_ref().map_or(0, |ops| ops.merge_boundary(self))
+    }
+
+    /// `dma_opt_mapping_size`: the largest mapping that stays on the fast path (an IOMMU's
+    /// IOVA cache range), never above [`Device::max_mapping_size`].
+    pub fn opt_mapping_size(&self) -> usize {
+        let opt = self.ops.as_ref().map_or(usize::MAX, |ops| ops.opt_mapping_size(self));
+        opt.min(self.max_mapping_size())
     }
 
     /// `dma_map_sgtable`: [`Device::map_sg`] on a table, setting `nents`.
@@ -393,6 +506,7 @@ impl Device {
     /// # Safety
     ///
     /// As [`Device::map_sg`].
+    #[track_caller]
     pub unsafe fn map_sgtable(&self, sgt: &mut SgTable, dir: Direction, attrs: Attrs) -> Result<()> {
         // SAFETY: forwarded from the caller.
         sgt.nents = unsafe { self.map_sg(&mut sgt.sgl, dir, attrs)? };
@@ -404,6 +518,7 @@ impl Device {
     /// # Safety
     ///
     /// As [`Device::unmap_sg`].
+    #[track_caller]
     pub unsafe fn unmap_sgtable(&self, sgt: &mut SgTable, dir: Direction, attrs: Attrs) {
         // SAFETY: forwarded from the caller.
         unsafe { self.unmap_sg(&sgt.sgl, dir, attrs) };
@@ -418,10 +533,47 @@ impl Device {
     /// The range must lie inside a live mapping of this device, and the CPU must hold no
     /// references into it during the call.
     #[inline]
+    #[track_caller]
     pub unsafe fn sync_single_for_cpu(&self, dma: DmaAddr, size: usize, dir: Direction) {
         if self.skip_sync() {
             return;
         }
+        if let Some(d) = self.system().debug() {
+            d.synced(self, dma, size, dir, true, None, Location::caller());
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.sync_for_cpu_raw(dma, size, dir) }
+    }
+
+    /// `dma_sync_single_for_device`: gives the device ownership; what the CPU wrote
+    /// becomes visible to the device.
+    ///
+    /// # Safety
+    ///
+    /// As [`Device::sync_single_for_cpu`].
+    #[inline]
+    #[track_caller]
+    pub unsafe fn sync_single_for_device(&self, dma: DmaAddr, size: usize, dir: Direction) {
+        if self.skip_sync() {
+            return;
+        }
+        let debug = self.system().debug();
+        if let Some(d) = debug {
+            d.unguard(self.id(), dma);
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.sync_for_device_raw(dma, size, dir) };
+        if let Some(d) = debug {
+            d.synced(self, dma, size, dir, false, None, Location::caller());
+        }
+    }
+
+    /// The sync for the CPU without dma-debug.
+    ///
+    /// # Safety
+    ///
+    /// As [`Device::sync_single_for_cpu`].
+    unsafe fn sync_for_cpu_raw(&self, dma: DmaAddr, size: usize, dir: Direction) {
         if dir.check().is_err() {
             return self.warn(format_args!("dma_sync_single_for_cpu: invalid direction {dir}"));
         }
@@ -432,17 +584,12 @@ impl Device {
         }
     }
 
-    /// `dma_sync_single_for_device`: gives the device ownership; what the CPU wrote
-    /// becomes visible to the device.
+    /// The sync for the device without dma-debug.
     ///
     /// # Safety
     ///
     /// As [`Device::sync_single_for_cpu`].
-    #[inline]
-    pub unsafe fn sync_single_for_device(&self, dma: DmaAddr, size: usize, dir: Direction) {
-        if self.skip_sync() {
-            return;
-        }
+    unsafe fn sync_for_device_raw(&self, dma: DmaAddr, size: usize, dir: Direction) {
         if dir.check().is_err() {
             return self.warn(format_args!("dma_sync_single_for_device: invalid direction {dir}"));
         }
@@ -458,6 +605,7 @@ impl Device {
     /// # Safety
     ///
     /// As [`Device::sync_single_for_cpu`].
+    #[track_caller]
     pub unsafe fn sync_single_range_for_cpu(&self, dma: DmaAddr, offset: usize, size: usize, dir: Direction) {
         // SAFETY: forwarded from the caller.
         unsafe { self.sync_single_for_cpu(DmaAddr(dma.0.wrapping_add(offset as u64)), size, dir) }
@@ -468,20 +616,30 @@ impl Device {
     /// # Safety
     ///
     /// As [`Device::sync_single_for_cpu`].
+    #[track_caller]
     pub unsafe fn sync_single_range_for_device(&self, dma: DmaAddr, offset: usize, size: usize, dir: Direction) {
         // SAFETY: forwarded from the caller.
         unsafe { self.sync_single_for_device(DmaAddr(dma.0.wrapping_add(offset as u64)), size, dir) }
     }
 
-    /// `dma_sync_sg_for_cpu`: pass the entries given to `map_sg`.
+    /// `dma_sync_sg_for_cpu`: pass the entries given to `map_sg` (all of them: dma-debug
+    /// checks the count).
     ///
     /// # Safety
     ///
     /// As [`Device::sync_single_for_cpu`], for every entry.
+    #[track_caller]
     pub unsafe fn sync_sg_for_cpu(&self, sgl: &[Scatterlist], dir: Direction) {
+        if self.skip_sync() {
+            return;
+        }
         for sg in sgl.iter().filter(|s| s.dma_length != 0) {
+            let (dma, len) = (DmaAddr(sg.dma_address), sg.dma_length as usize);
+            if let Some(d) = self.system().debug() {
+                d.synced(self, dma, len, dir, true, Some(sgl.len()), Location::caller());
+            }
             // SAFETY: forwarded from the caller.
-            unsafe { self.sync_single_for_cpu(DmaAddr(sg.dma_address), sg.dma_length as usize, dir) };
+            unsafe { self.sync_for_cpu_raw(dma, len, dir) };
         }
     }
 
@@ -490,10 +648,46 @@ impl Device {
     /// # Safety
     ///
     /// As [`Device::sync_single_for_cpu`], for every entry.
+    #[track_caller]
     pub unsafe fn sync_sg_for_device(&self, sgl: &[Scatterlist], dir: Direction) {
+        if self.skip_sync() {
+            return;
+        }
         for sg in sgl.iter().filter(|s| s.dma_length != 0) {
+            let (dma, len) = (DmaAddr(sg.dma_address), sg.dma_length as usize);
+            let debug = self.system().debug();
+            if let Some(d) = debug {
+                d.unguard(self.id(), dma);
+            }
             // SAFETY: forwarded from the caller.
-            unsafe { self.sync_single_for_device(DmaAddr(sg.dma_address), sg.dma_length as usize, dir) };
+            unsafe { self.sync_for_device_raw(dma, len, dir) };
+            if let Some(d) = debug {
+                d.synced(self, dma, len, dir, false, Some(sgl.len()), Location::caller());
+            }
+        }
+    }
+
+    /// `dma_mapping_error`: `ENOMEM` for [`DMA_MAPPING_ERROR`](crate::DMA_MAPPING_ERROR),
+    /// else `Ok`. Tells dma-debug the caller checked the mapping.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` for the error sentinel.
+    pub fn mapping_error(&self, dma: DmaAddr) -> Result<()> {
+        if dma.is_error() {
+            return Err(Errno::ENOMEM);
+        }
+        if let Some(d) = self.system().debug() {
+            d.checked(self, dma);
+        }
+        Ok(())
+    }
+
+    /// For the C ABI: the bus address `dma` was just handed out unchecked, so dma-debug
+    /// expects a `dma_mapping_error` on it before the unmap (a Rust `Result` is a check).
+    pub fn debug_expect_mapping_check(&self, dma: DmaAddr) {
+        if let Some(d) = self.system().debug() {
+            d.expect_check(self.id(), dma);
         }
     }
 
@@ -506,6 +700,7 @@ impl Device {
     ///
     /// As [`Device::sync_single_for_cpu`].
     #[deprecated(note = "use sync_single_for_device / sync_single_for_cpu, which say who owns the buffer")]
+    #[track_caller]
     pub unsafe fn cache_sync(&self, vaddr: *mut u8, size: usize, dir: Direction) {
         let Some(phys) = self.system().ram().virt_to_phys(vaddr as usize, size.max(1)) else {
             return self.warn(format_args!("dma_cache_sync: {vaddr:p} is not a cached DMA allocation"));

@@ -13,9 +13,11 @@ use crate::addr::{DmaAddr, PhysAddr};
 use crate::attrs::Attrs;
 use crate::device::Device;
 use crate::direction::Direction;
-use crate::errno::Result;
+use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
 use crate::mask::{DmaMask, dma_bit_mask};
+use crate::noncontiguous;
+use crate::scatterlist::{Scatterlist, SgTable};
 
 /// How a bus master access went wrong, as a translation layer reports it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -134,4 +136,118 @@ pub trait DmaOps: Send + Sync + Debug {
         len: usize,
         write: bool,
     ) -> core::result::Result<PhysAddr, FaultKind>;
+
+    /// `map_sg`: maps every entry's CPU range (platform memory); fills the first `n` entries'
+    /// DMA fields with `n` DMA segments, clears the rest's `dma_length`, and returns `n`. An
+    /// IOMMU may merge entries. The default maps each entry on its own with
+    /// [`DmaOps::map_phys`].
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an entry that is not platform memory; else as [`DmaOps::map_phys`]. On
+    /// error nothing stays mapped.
+    ///
+    /// # Safety
+    ///
+    /// As [`DmaOps::map_phys`], for every entry.
+    unsafe fn map_sg(&self, dev: &Device, sgl: &mut [Scatterlist], dir: Direction, attrs: Attrs) -> Result<usize> {
+        for i in 0..sgl.len() {
+            let len = sgl[i].length as usize;
+            let r = match dev.system().ram().virt_to_phys(sgl[i].cpu_addr as usize, len) {
+                // SAFETY: forwarded from the caller.
+                Some(phys) => unsafe { self.map_phys(dev, phys, len, dir, attrs) },
+                None => {
+                    dev.warn(format_args!("dma_map_sg: {:p} is not platform memory", sgl[i].cpu_addr));
+                    Err(Errno::EINVAL)
+                }
+            };
+            match r {
+                Ok(dma) => {
+                    sgl[i].dma_address = dma.0;
+                    sgl[i].dma_length = sgl[i].length;
+                }
+                Err(e) => {
+                    // SAFETY: these entries were mapped just above.
+                    unsafe { self.unmap_sg(dev, &sgl[..i], dir, attrs | Attrs::SKIP_CPU_SYNC) };
+                    return Err(e);
+                }
+            }
+        }
+        Ok(sgl.len())
+    }
+
+    /// `unmap_sg`: ends a `map_sg`, given all its entries (`orig_nents`). The default unmaps
+    /// each DMA segment with [`DmaOps::unmap_phys`].
+    ///
+    /// # Safety
+    ///
+    /// The entries must be those of one live `map_sg` of these ops on `dev`.
+    unsafe fn unmap_sg(&self, dev: &Device, sgl: &[Scatterlist], dir: Direction, attrs: Attrs) {
+        for sg in sgl.iter().filter(|s| s.dma_length != 0) {
+            // SAFETY: forwarded from the caller.
+            if let Err(e) = unsafe { self.unmap_phys(dev, DmaAddr(sg.dma_address), sg.dma_length as usize, dir, attrs) }
+            {
+                dev.warn(format_args!("dma_unmap_sg: {} is not a live mapping: {e}", DmaAddr(sg.dma_address)));
+            }
+        }
+    }
+
+    /// `get_merge_boundary`: the mask of address bits below which `map_sg` can merge
+    /// segments (the IOMMU granule minus one); 0 when it never merges.
+    fn merge_boundary(&self, _dev: &Device) -> u64 {
+        0
+    }
+
+    /// `opt_mapping_size`: the largest mapping that stays on the fast path.
+    fn opt_mapping_size(&self, _dev: &Device) -> usize {
+        usize::MAX
+    }
+
+    /// `alloc_noncontiguous`: cached pages the device sees as one DMA segment, described by
+    /// a table of their CPU ranges. The default is one contiguous `dma_alloc_pages` block.
+    ///
+    /// # Errors
+    ///
+    /// As [`Device::alloc_pages`].
+    fn alloc_noncontiguous(
+        &self,
+        dev: &Device,
+        size: usize,
+        dir: Direction,
+        gfp: Gfp,
+        _attrs: Attrs,
+    ) -> Result<SgTable> {
+        noncontiguous::alloc_single(dev, size, dir, gfp)
+    }
+
+    /// `free_noncontiguous`.
+    ///
+    /// # Safety
+    ///
+    /// `size` and `sgt` must be those of one live `alloc_noncontiguous` of these ops on
+    /// `dev`, with no live vmap, and nothing may use the memory afterwards.
+    unsafe fn free_noncontiguous(&self, dev: &Device, size: usize, sgt: SgTable, dir: Direction) {
+        // SAFETY: forwarded from the caller.
+        unsafe { noncontiguous::free_single(dev, size, sgt, dir) }
+    }
+
+    /// `vmap_noncontiguous`: one virtually contiguous, cached CPU mapping of the pages. The
+    /// default returns the single block's address.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a table that is not from `alloc_noncontiguous`; `ENOMEM` or the OS error
+    /// when the mapping cannot be made.
+    fn vmap_noncontiguous(&self, _dev: &Device, _size: usize, sgt: &SgTable) -> Result<NonNull<u8>> {
+        noncontiguous::single_vaddr(sgt)
+    }
+
+    /// `vunmap_noncontiguous`: removes a mapping from `vmap_noncontiguous` (the default has
+    /// nothing to remove).
+    ///
+    /// # Safety
+    ///
+    /// `vaddr` must come from `vmap_noncontiguous` of these ops on `dev`, and nothing may
+    /// use it afterwards.
+    unsafe fn vunmap_noncontiguous(&self, _dev: &Device, _vaddr: NonNull<u8>) {}
 }

@@ -107,9 +107,12 @@ impl BusMaster {
     pub fn read(&self, addr: DmaAddr, buf: &mut [u8]) -> Result<(), Fault> {
         let phys = self.record(self.translate(addr, buf.len(), false))?;
         let ram = self.dev.system().ram();
-        let src =
-            if self.dev.is_coherent() { ram.cached_ptr(phys, buf.len()) } else { ram.memory_ptr(phys, buf.len()) };
-        if let Some(src) = src {
+        self.debug_access(addr, phys, buf.len(), false);
+        if self.dev.is_coherent() {
+            // Snooping reads see the CPU's cache. Through the file, so guard mode's
+            // protected CPU pages do not get in the way.
+            ram.read_cached(phys, buf);
+        } else if let Some(src) = ram.memory_ptr(phys, buf.len()) {
             // SAFETY: `src` covers `buf.len()` bytes of platform RAM (checked by
             // `translate`); `buf` is a distinct Rust buffer.
             unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
@@ -126,17 +129,38 @@ impl BusMaster {
     pub fn write(&self, addr: DmaAddr, data: &[u8]) -> Result<(), Fault> {
         let phys = self.record(self.translate(addr, data.len(), true))?;
         let ram = self.dev.system().ram();
-        let mut targets = vec![ram.memory_ptr(phys, data.len())];
-        if self.dev.is_coherent() {
-            // A snooping write updates the CPU's cached copy too.
-            targets.push(ram.cached_ptr(phys, data.len()));
-        }
-        for dst in targets.into_iter().flatten() {
+        self.debug_access(addr, phys, data.len(), true);
+        if let Some(dst) = ram.memory_ptr(phys, data.len()) {
             // SAFETY: `dst` covers `data.len()` bytes of platform RAM (checked by
             // `translate`); `data` is a distinct Rust buffer.
             unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         }
+        if self.dev.is_coherent() {
+            // A snooping write updates the CPU's cached copy too.
+            ram.write_cached(phys, data);
+        }
         Ok(())
+    }
+
+    /// Tells dma-debug (when on) about a non-coherent device's access.
+    fn debug_access(&self, addr: DmaAddr, phys: crate::PhysAddr, len: usize, write: bool) {
+        let Some(d) = self.dev.system().debug() else { return };
+        if self.dev.is_coherent() {
+            return;
+        }
+        let call = self.dev.debug_call(
+            addr,
+            len,
+            crate::Direction::Bidirectional,
+            crate::debug::EntryKind::Single,
+            0,
+            0,
+            std::panic::Location::caller(),
+        );
+        let ram = self.dev.system().ram();
+        d.device_access(self.dev.name(), &call, write, |dma, n| {
+            ram.first_dirty_line(phys, n).map(|line| dma.wrapping_add(line.wrapping_sub(phys.0)))
+        });
     }
 
     /// Device fill of `len` bytes with `byte` at `addr`.

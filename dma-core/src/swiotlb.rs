@@ -401,6 +401,11 @@ impl Swiotlb {
             area.slots[j].list = count;
         }
         area.used -= n;
+        // Unlike the kernel's round robin, search from here again when this was the latest
+        // mapping: a map/unmap loop then reuses the same, cache-hot slots.
+        if end % self.area_nslabs == area.index {
+            area.index = i;
+        }
         drop(area);
         self.used.fetch_sub(n, Relaxed);
         Ok(())

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use crate::contiguous::{Cma, CmaAreaStats};
+use crate::debug::{Debug, DebugStats, ReportSink};
 use crate::direction::Direction;
 use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
@@ -17,7 +18,7 @@ use crate::log::{Level, Log, Sink};
 use crate::mem::kmalloc::Kmalloc;
 use crate::mem::page_alloc::{Page, PageAllocator, Zone};
 use crate::mem::sim::SimRam;
-use crate::options::{Options, PlatformKind, SwiotlbForce};
+use crate::options::{DebugMode, Options, PlatformKind, SwiotlbForce};
 use crate::swiotlb::{IO_TLB_SEGSIZE, IO_TLB_SIZE, Swiotlb, SwiotlbStats};
 
 /// Free and total pages of one zone.
@@ -103,7 +104,13 @@ impl SystemBuilder {
             }
         };
         let cache_alignment = dma_arch::ARCH_DMA_MINALIGN.max(line);
+        let debug = match o.dma_debug {
+            DebugMode::Off => None,
+            DebugMode::On => Some(Debug::new(line, false)),
+            DebugMode::Guard => Some(Debug::new(line, true)),
+        };
         Ok(Arc::new(System {
+            debug,
             kmalloc: Kmalloc::new(cache_alignment),
             options: o,
             ram,
@@ -153,6 +160,7 @@ pub struct System {
     pages: PageAllocator,
     swiotlb: Option<Swiotlb>,
     cma: Option<Cma>,
+    debug: Option<Debug>,
     kmalloc: Kmalloc,
     log: Log,
     cache_alignment: usize,
@@ -213,6 +221,23 @@ impl System {
     /// The bounce pool, if there is one.
     pub fn swiotlb(&self) -> Option<&Swiotlb> {
         self.swiotlb.as_ref()
+    }
+
+    /// dma-debug's counters, when it is on (`dma_debug=1` or `guard`).
+    pub fn debug_stats(&self) -> Option<DebugStats> {
+        self.debug.as_ref().map(Debug::stats)
+    }
+
+    /// Sends dma-debug's reports to `sink` (`None`: standard error). No-op when off.
+    pub fn set_debug_sink(&self, sink: Option<ReportSink>) {
+        if let Some(d) = &self.debug {
+            d.set_sink(sink);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn debug(&self) -> Option<&Debug> {
+        self.debug.as_ref()
     }
 
     /// The default contiguous area's statistics (`cma=`), if there is one.

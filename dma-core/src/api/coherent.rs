@@ -47,6 +47,7 @@ impl<T: Pod> CoherentBuffer<T> {
     ///
     /// `EINVAL` for `len == 0`, a zero-sized `T` or an overflowing size; otherwise as
     /// [`Device::alloc_attrs`].
+    #[track_caller]
     pub fn new_zeroed(dev: &Arc<Device>, len: usize, gfp: Gfp) -> Result<CoherentBuffer<T>> {
         let bytes = len.checked_mul(size_of::<T>()).filter(|&b| b != 0).ok_or(Errno::EINVAL)?;
         if align_of::<T>() > crate::addr::PAGE_SIZE {
@@ -64,6 +65,7 @@ impl<T: Pod> CoherentBuffer<T> {
     /// # Errors
     ///
     /// As [`CoherentBuffer::new_zeroed`].
+    #[track_caller]
     pub fn new_with(dev: &Arc<Device>, len: usize, gfp: Gfp, fill: impl FnOnce(&mut [T])) -> Result<CoherentBuffer<T>> {
         let buf = CoherentBuffer::new_zeroed(dev, len, gfp)?;
         // SAFETY: nobody else knows the bus address yet, so no device writes; `cpu` holds

@@ -74,6 +74,7 @@ impl<T: Pod> NonCoherentBuffer<T> {
     ///
     /// `EINVAL` for `len == 0`, a zero-sized `T`, an overflowing size or `DMA_NONE`;
     /// otherwise as [`Device::alloc_pages`].
+    #[track_caller]
     pub fn new(dev: &Arc<Device>, len: usize, dir: Direction, gfp: Gfp) -> Result<NonCoherentBuffer<T>> {
         let bytes = len.checked_mul(size_of::<T>()).filter(|&b| b != 0).ok_or(Errno::EINVAL)?;
         if align_of::<T>() > crate::addr::PAGE_SIZE {
@@ -92,6 +93,7 @@ impl<T: Pod> NonCoherentBuffer<T> {
 
     /// Gives the buffer to the device (`dma_sync_single_for_device`): what the CPU wrote
     /// is written back to memory, and only the bus address remains accessible.
+    #[track_caller]
     pub fn sync_for_device(self) -> DeviceOwned<T> {
         let a = &self.0;
         // SAFETY: the allocation is live; `self` is consumed, so no CPU reference
@@ -141,6 +143,7 @@ impl<T: Pod> DeviceOwned<T> {
 
     /// Takes the buffer back from the device (`dma_sync_single_for_cpu`): stale cache
     /// lines are dropped, so the CPU reads what the device wrote.
+    #[track_caller]
     pub fn sync_for_cpu(self) -> NonCoherentBuffer<T> {
         let a = &self.0;
         // SAFETY: the allocation is live and no CPU reference into it exists while it is

@@ -33,6 +33,7 @@ impl Device {
     /// # Errors
     ///
     /// `EINVAL` for an empty slice or `DMA_NONE`; otherwise as [`Device::map_single`].
+    #[track_caller]
     pub fn map_slice<'a, T: Pod>(&'a self, buf: &'a mut [T], dir: Direction) -> Result<StreamingMapping<'a, T>> {
         let size = size_of_val(buf);
         // SAFETY: the exclusive borrow keeps `buf` valid and untouched by the CPU for the
@@ -46,6 +47,7 @@ impl Device {
     /// # Errors
     ///
     /// As [`Device::map_slice`].
+    #[track_caller]
     pub fn map_slice_to_device<'a, T: Pod>(&'a self, buf: &'a [T]) -> Result<StreamingMapping<'a, T>> {
         let size = size_of_val(buf);
         // SAFETY: with TO_DEVICE nothing writes `buf` (clean only reads the cached view,
@@ -60,6 +62,7 @@ impl Device {
     /// # Errors
     ///
     /// As [`Device::map_sg`]; `EINVAL` also for a buffer longer than 4 GiB.
+    #[track_caller]
     pub fn map_sg_slices<'a>(&'a self, bufs: Vec<&'a mut [u8]>, dir: Direction) -> Result<MappedSg<'a>> {
         let mut table = SgTable::new();
         for b in bufs {

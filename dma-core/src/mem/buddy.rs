@@ -262,6 +262,12 @@ impl Buddy {
         Ok(())
     }
 
+    /// True when `pfn` is the first page of a block allocated with `order` (what
+    /// [`free`](Self::free) would accept).
+    pub fn is_allocated(&self, pfn: u64, order: u32) -> bool {
+        order <= MAX_ORDER && self.index(pfn).is_some_and(|i| self.state[i] == alloc_head(order))
+    }
+
     /// Removes the free pages `[pfn, pfn + count)`, of any alignment, from the free lists,
     /// splitting the blocks around them, as the kernel's `alloc_contig_range` does. It places a
     /// swiotlb pool or CMA area at a fixed address. [`free_range`](Self::free_range) undoes it.

@@ -58,7 +58,71 @@ struct Span {
     zone: Zone,
     base: u64,
     end: u64,
-    buddy: Mutex<Buddy>,
+    buddy: Mutex<Frames>,
+}
+
+/// Most order-0 pages kept hot on a span's list before half go back to the buddy.
+const HOT_MAX: usize = 64;
+
+/// A span's buddy allocator with a list of recently freed single pages in front of it,
+/// like the kernel's per-CPU page lists (`free_unref_page` / `rmqueue_pcplist`): a page
+/// freed and allocated again does not merge up to the largest order and split back down,
+/// and it comes back cache-hot. Pages on the list stay allocated in the buddy's view and
+/// count as free here.
+#[derive(Debug)]
+struct Frames {
+    buddy: Buddy,
+    hot: Vec<u64>,
+}
+
+impl Frames {
+    fn alloc_below(&mut self, order: u32, limit_pfn: u64) -> Option<u64> {
+        if order == 0 {
+            if let Some(i) = self.hot.iter().rposition(|&p| p < limit_pfn) {
+                return Some(self.hot.swap_remove(i));
+            }
+        }
+        self.buddy.alloc_below(order, limit_pfn)
+    }
+
+    fn free(&mut self, pfn: u64, order: u32) -> Result<(), BuddyError> {
+        if order != 0 || !self.buddy.is_allocated(pfn, 0) {
+            return self.buddy.free(pfn, order);
+        }
+        if self.hot.contains(&pfn) {
+            return Err(BuddyError::NotAllocated);
+        }
+        if self.hot.len() == HOT_MAX {
+            for p in self.hot.drain(..HOT_MAX / 2) {
+                let _ = self.buddy.free(p, 0);
+            }
+        }
+        self.hot.push(pfn);
+        Ok(())
+    }
+
+    /// Returns the hot pages to the buddy (before taking a fixed range, which needs them
+    /// merged back, as the kernel drains its per-CPU lists before `alloc_contig_range`).
+    fn drain(&mut self) {
+        for p in self.hot.drain(..) {
+            let _ = self.buddy.free(p, 0);
+        }
+    }
+
+    fn take_range(&mut self, pfn: u64, count: u64) -> Result<(), BuddyError> {
+        self.buddy.take_range(pfn, count).or_else(|_| {
+            self.drain();
+            self.buddy.take_range(pfn, count)
+        })
+    }
+
+    fn nr_free(&self) -> u64 {
+        self.buddy.nr_free() + self.hot.len() as u64
+    }
+
+    fn largest_free_order(&self) -> Option<u32> {
+        self.buddy.largest_free_order().or((!self.hot.is_empty()).then_some(0))
+    }
 }
 
 /// Zoned buddy allocation over a set of RAM ranges.
@@ -83,7 +147,12 @@ impl PageAllocator {
                     let mut buddy = Buddy::new(pfn, stop - pfn);
                     buddy.add_free_range(pfn, stop - pfn).expect("a fresh span accepts its own range");
                     let (base, end) = (buddy.base_pfn(), buddy.base_pfn() + buddy.span());
-                    spans.push(Span { zone, base, end, buddy: Mutex::new(buddy) });
+                    spans.push(Span {
+                        zone,
+                        base,
+                        end,
+                        buddy: Mutex::new(Frames { buddy, hot: Vec::with_capacity(HOT_MAX) }),
+                    });
                     pfn = stop;
                 }
             }
@@ -161,7 +230,7 @@ impl PageAllocator {
     /// Gives back a range from [`PageAllocator::take_contig`] or [`PageAllocator::take_range`].
     pub(crate) fn free_range(&self, pfn: Pfn, count: u64) -> Result<(), BuddyError> {
         let span = self.span(pfn.0).ok_or(BuddyError::OutOfSpan)?;
-        lock(&span.buddy).free_range(pfn.0, count)
+        lock(&span.buddy).buddy.free_range(pfn.0, count)
     }
 
     /// Free pages in a zone.
@@ -184,7 +253,7 @@ impl PageAllocator {
     }
 }
 
-fn lock(m: &Mutex<Buddy>) -> std::sync::MutexGuard<'_, Buddy> {
+fn lock(m: &Mutex<Frames>) -> std::sync::MutexGuard<'_, Frames> {
     // A panic while holding the lock cannot leave the buddy half-updated in a way that
     // matters more than losing the allocator, so keep going with the inner value.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -227,6 +296,24 @@ mod tests {
         assert!(f.phys().0 < 16 * MIB);
         p.free(f, 0).unwrap();
         assert_eq!(p.free(f, 0), Err(BuddyError::NotAllocated));
+    }
+
+    #[test]
+    fn hot_pages_are_reused_counted_free_and_still_guarded_against_double_free() {
+        let p = pa();
+        let before = p.nr_free(Zone::Normal);
+        let a = p.alloc(0, Zone::Normal, u64::MAX).unwrap();
+        p.free(a, 0).unwrap();
+        assert_eq!(p.nr_free(Zone::Normal), before, "a hot page counts as free");
+        assert_eq!(p.free(a, 0), Err(BuddyError::NotAllocated), "double free of a hot page");
+        assert_eq!(p.alloc(0, Zone::Normal, u64::MAX), Some(a), "the hot page comes back first");
+        p.free(a, 0).unwrap();
+        // A fixed range over a hot page drains the list and succeeds.
+        let span_base = Pfn((1u64 << 32) >> PAGE_SHIFT);
+        p.take_range(span_base, 2048).unwrap();
+        assert_eq!(p.nr_free(Zone::Normal), before - 2048);
+        p.free_range(span_base, 2048).unwrap();
+        assert_eq!(p.largest_free_order(Zone::Normal), Some(MAX_ORDER));
     }
 
     #[test]

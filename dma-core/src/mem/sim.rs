@@ -163,6 +163,48 @@ impl SimRam {
         self.offset(phys, len).map(|o| (self.memory.base + o) as *mut u8)
     }
 
+    /// Reads the cached view of `[phys, phys + buf.len())` through the file, not the
+    /// mapping, so it works while guard mode has the CPU's pages protected. `false` when
+    /// the range is not RAM.
+    pub(crate) fn read_cached(&self, phys: PhysAddr, buf: &mut [u8]) -> bool {
+        let Some(off) = self.offset(phys, buf.len()) else { return false };
+        let mut done = 0;
+        while done < buf.len() {
+            match rustix::io::pread(&self.cached_fd, &mut buf[done..], (off + done) as u64) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => done += n,
+            }
+        }
+        true
+    }
+
+    /// Writes the cached view through the file (see [`SimRam::read_cached`]).
+    pub(crate) fn write_cached(&self, phys: PhysAddr, data: &[u8]) -> bool {
+        let Some(off) = self.offset(phys, data.len()) else { return false };
+        let mut done = 0;
+        while done < data.len() {
+            match rustix::io::pwrite(&self.cached_fd, &data[done..], (off + done) as u64) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => done += n,
+            }
+        }
+        true
+    }
+
+    /// The cache line holding the first byte of `[phys, phys + len)` whose cached copy
+    /// differs from memory, as a physical address: the CPU wrote it and nobody cleaned it.
+    pub(crate) fn first_dirty_line(&self, phys: PhysAddr, len: usize) -> Option<u64> {
+        let memory = self.memory_ptr(phys, len)?;
+        let mut cached = vec![0u8; len];
+        if !self.read_cached(phys, &mut cached) {
+            return None;
+        }
+        // SAFETY: the memory view of the range lies inside the view (checked above).
+        let memory = unsafe { std::slice::from_raw_parts(memory, len) };
+        let i = cached.iter().zip(memory).position(|(a, b)| a != b)?;
+        Some((phys.0 + i as u64) & !(self.line as u64 - 1))
+    }
+
     /// The physical address of a CPU address in the cached view (`virt_to_phys`), if
     /// `[va, va + len)` lies in one RAM region. Memory the platform does not own has none.
     #[inline]
