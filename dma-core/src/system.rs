@@ -438,6 +438,16 @@ impl System {
         self.ram.vmap_to_phys(addr as usize)
     }
 
+    /// Checks the page allocator's and the bounce pool's invariants; panics with a message
+    /// on the first violation (tests and the `debug-checks` feature).
+    #[cfg(any(test, feature = "debug-checks"))]
+    pub fn check_invariants(&self) {
+        self.pages.check_invariants();
+        if let Some(t) = &self.swiotlb {
+            t.check_invariants();
+        }
+    }
+
     pub(crate) fn ram(&self) -> &SimRam {
         &self.ram
     }

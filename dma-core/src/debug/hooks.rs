@@ -28,11 +28,15 @@ impl Debug {
         at: At,
     ) {
         let call = dev.debug_call(dma, size, dir, kind, cpu, sg_ents, at);
-        if area::on_stack(cpu, size) {
-            self.report(ErrorKind::MapStack, dev.name(), &call, format_args!("[addr={cpu:#x}]"), None);
-        }
-        if area::in_text(cpu, size) {
-            self.report(ErrorKind::MapText, dev.name(), &call, format_args!("[addr={cpu:#x}] [len={size}]"), None);
+        let phys = dev.system().virt_to_phys(cpu as *const u8);
+        // Platform RAM is neither stack nor program text: only foreign memory is looked up.
+        if phys.is_none() {
+            if area::on_stack(cpu, size) {
+                self.report(ErrorKind::MapStack, dev.name(), &call, format_args!("[addr={cpu:#x}]"), None);
+            }
+            if area::in_text(cpu, size) {
+                self.report(ErrorKind::MapText, dev.name(), &call, format_args!("[addr={cpu:#x}] [len={size}]"), None);
+            }
         }
         if kind == EntryKind::Sg {
             let max = dev.max_segment_size();
@@ -57,7 +61,6 @@ impl Debug {
                 );
             }
         }
-        let phys = dev.system().virt_to_phys(cpu as *const u8);
         let track_line =
             dir != Direction::ToDevice && !attrs.intersects(Attrs::SKIP_CPU_SYNC | Attrs::DEBUGGING_IGNORE_CACHELINES);
         // Memory the platform does not own has no physical line: key it by CPU address.

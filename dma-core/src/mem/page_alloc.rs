@@ -248,6 +248,14 @@ impl PageAllocator {
         self.spans.iter().filter(|s| s.zone == zone).map(|s| s.end - s.base).sum()
     }
 
+    /// Checks every span's buddy allocator (tests and `debug-checks`).
+    #[cfg(any(test, feature = "debug-checks"))]
+    pub(crate) fn check_invariants(&self) {
+        for s in &self.spans {
+            lock(&s.buddy).buddy.check_invariants();
+        }
+    }
+
     fn span(&self, pfn: u64) -> Option<&Span> {
         self.spans.iter().find(|s| pfn >= s.base && pfn < s.end)
     }
