@@ -127,3 +127,21 @@ impl Cma {
         CmaAreaStats { name: area.name().to_owned(), base: self.base.phys(), stats: area.stats() }
     }
 }
+
+impl crate::device::Device {
+    /// `dma_alloc_contiguous`: `size` bytes (whole pages) of physically contiguous memory
+    /// from the device's own area or the default one, for DMA ops that need contiguity
+    /// (`DMA_ATTR_FORCE_CONTIGUOUS` behind an IOMMU). `None` when CMA does not apply (no
+    /// area, a single page from the shared area, a caller that may not block) or is full.
+    pub fn alloc_contiguous(&self, size: usize, gfp: crate::Gfp) -> Option<crate::Page> {
+        let size = crate::page_align(size).filter(|&s| s != 0)?;
+        crate::direct::alloc_contiguous(self, size, gfp).map(crate::Page)
+    }
+
+    /// `dma_free_contiguous`: gives back pages from [`Device::alloc_contiguous`] (or, for
+    /// pages in no area, to the page allocator as one block of `size` bytes).
+    pub fn release_contiguous(&self, page: crate::Page, size: usize) {
+        let Some(size) = crate::page_align(size).filter(|&s| s != 0) else { return };
+        crate::direct::release(self, page, size, crate::DmaAddr(page.phys().0), "dma_free_contiguous");
+    }
+}

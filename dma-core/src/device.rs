@@ -415,7 +415,9 @@ impl Device {
         self.id
     }
 
-    pub(crate) fn warn(&self, args: fmt::Arguments<'_>) {
+    /// Prints a warning about this device through its system's message sink (what the
+    /// kernel's `dev_warn` does); for DMA ops that refuse a call.
+    pub fn warn(&self, args: fmt::Arguments<'_>) {
         self.system.log().emit(crate::log::Level::Warn, &self.name, args);
     }
 }

@@ -85,7 +85,7 @@ pub(crate) fn phys_limit(dev: &Device, limit: u64) -> u64 {
 /// `dma_alloc_contiguous`: the device's own area (any size), then the default area
 /// (more than one page), skipping an area the device cannot reach; only for callers
 /// that may block.
-fn alloc_contiguous(dev: &Device, size: usize, gfp: Gfp) -> Option<Pfn> {
+pub(crate) fn alloc_contiguous(dev: &Device, size: usize, gfp: Gfp) -> Option<Pfn> {
     if !gfp.allows_blocking() {
         return None;
     }
@@ -136,7 +136,7 @@ fn alloc_reachable(dev: &Device, size: usize, gfp: Gfp) -> Result<Page> {
 
 /// `dma_free_contiguous`: back to the area the pages came from, found by address, else
 /// to the buddy allocator.
-fn release(dev: &Device, page: Page, size: usize, dma: DmaAddr, what: &str) {
+pub(crate) fn release(dev: &Device, page: Page, size: usize, dma: DmaAddr, what: &str) {
     let count = (size >> PAGE_SHIFT) as u64;
     let areas = dev.cma().into_iter().chain(dev.system().cma());
     let r = match areas.filter_map(|cma| cma.release(page.pfn(), count)).next() {

@@ -99,23 +99,49 @@ impl BusMaster {
         r
     }
 
+    /// Translates every piece of `[addr, addr + len)`: one piece on the direct path, one
+    /// per IOMMU page (4 KiB of bus address) through ops, whose pages need not be
+    /// physically adjacent. All pieces are checked before any byte moves.
+    fn translate_all(&self, addr: DmaAddr, len: usize, write: bool) -> Result<Vec<(PhysAddr, usize)>, Fault> {
+        if self.dev.ops.is_none() || len == 0 {
+            return self.record(self.translate(addr, len, write)).map(|p| vec![(p, len)]);
+        }
+        if !Device::capable(addr, len, self.dev.map_limit()) {
+            return self.record(Err(Fault { addr, len, write, kind: FaultKind::OutsideMask }));
+        }
+        let mut pieces = Vec::new();
+        let (mut at, end) = (addr.0, addr.0 + len as u64);
+        while at < end {
+            let n = ((crate::PAGE_SIZE as u64 - (at & (crate::PAGE_SIZE as u64 - 1))).min(end - at)) as usize;
+            let phys = self.record(self.translate(DmaAddr(at), n, write).map_err(|f| Fault { addr, len, ..f }))?;
+            pieces.push((phys, n));
+            at += n as u64;
+        }
+        Ok(pieces)
+    }
+
     /// Device read of `buf.len()` bytes at bus address `addr`.
     ///
     /// # Errors
     ///
     /// The [`Fault`] (also recorded) when the device may not read there.
     pub fn read(&self, addr: DmaAddr, buf: &mut [u8]) -> Result<(), Fault> {
-        let phys = self.record(self.translate(addr, buf.len(), false))?;
+        let pieces = self.translate_all(addr, buf.len(), false)?;
         let ram = self.dev.system().ram();
-        self.debug_access(addr, phys, buf.len(), false);
-        if self.dev.is_coherent() {
-            // Snooping reads see the CPU's cache. Through the file, so guard mode's
-            // protected CPU pages do not get in the way.
-            ram.read_cached(phys, buf);
-        } else if let Some(src) = ram.memory_ptr(phys, buf.len()) {
-            // SAFETY: `src` covers `buf.len()` bytes of platform RAM (checked by
-            // `translate`); `buf` is a distinct Rust buffer.
-            unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        let mut done = 0;
+        for (phys, n) in pieces {
+            let (dma, out) = (DmaAddr(addr.0 + done as u64), &mut buf[done..done + n]);
+            self.debug_access(dma, phys, n, false);
+            if self.dev.is_coherent() {
+                // Snooping reads see the CPU's cache. Through the file, so guard mode's
+                // protected CPU pages do not get in the way.
+                ram.read_cached(phys, out);
+            } else if let Some(src) = ram.memory_ptr(phys, n) {
+                // SAFETY: `src` covers `n` bytes of platform RAM (checked by `translate`);
+                // `out` is a distinct Rust buffer.
+                unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), n) };
+            }
+            done += n;
         }
         Ok(())
     }
@@ -127,17 +153,22 @@ impl BusMaster {
     /// The [`Fault`] (also recorded) when the device may not write there; memory is not
     /// touched.
     pub fn write(&self, addr: DmaAddr, data: &[u8]) -> Result<(), Fault> {
-        let phys = self.record(self.translate(addr, data.len(), true))?;
+        let pieces = self.translate_all(addr, data.len(), true)?;
         let ram = self.dev.system().ram();
-        self.debug_access(addr, phys, data.len(), true);
-        if let Some(dst) = ram.memory_ptr(phys, data.len()) {
-            // SAFETY: `dst` covers `data.len()` bytes of platform RAM (checked by
-            // `translate`); `data` is a distinct Rust buffer.
-            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
-        }
-        if self.dev.is_coherent() {
-            // A snooping write updates the CPU's cached copy too.
-            ram.write_cached(phys, data);
+        let mut done = 0;
+        for (phys, n) in pieces {
+            let (dma, src) = (DmaAddr(addr.0 + done as u64), &data[done..done + n]);
+            self.debug_access(dma, phys, n, true);
+            if let Some(dst) = ram.memory_ptr(phys, n) {
+                // SAFETY: `dst` covers `n` bytes of platform RAM (checked by `translate`);
+                // `src` is a distinct Rust buffer.
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n) };
+            }
+            if self.dev.is_coherent() {
+                // A snooping write updates the CPU's cached copy too.
+                ram.write_cached(phys, src);
+            }
+            done += n;
         }
         Ok(())
     }

@@ -419,6 +419,18 @@ impl System {
         self.ram.vmap(&phys).and_then(|p| NonNull::new(p).ok_or(Errno::EFAULT))
     }
 
+    /// An uncached vmap: maps the memory view of `pages`, in order, at one virtually
+    /// contiguous CPU range (a coherent allocation of scattered pages for a non-coherent
+    /// device behind an IOMMU). Removed with [`System::vunmap`].
+    ///
+    /// # Errors
+    ///
+    /// As [`System::vmap`].
+    pub fn vmap_uncached(&self, pages: &[Page]) -> Result<NonNull<u8>> {
+        let phys: Vec<PhysAddr> = pages.iter().map(|p| p.phys()).collect();
+        self.ram.vmap_uncached(&phys).and_then(|p| NonNull::new(p).ok_or(Errno::EFAULT))
+    }
+
     /// `vunmap`: removes a mapping made by [`System::vmap`]; returns its pages.
     ///
     /// # Errors

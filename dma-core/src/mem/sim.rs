@@ -363,6 +363,16 @@ impl SimRam {
     /// addresses of a new range: one virtually contiguous, cached alias of scattered pages
     /// (the kernel's `vmap`). Each page is the same memory as its cached-view address.
     pub(crate) fn vmap(&self, pages: &[PhysAddr]) -> Result<*mut u8> {
+        self.vmap_view(pages, &self.cached_fd)
+    }
+
+    /// Like [`SimRam::vmap`], of the memory view: an uncached alias of scattered pages
+    /// (`dma_common_pages_remap` with the coherent protection).
+    pub(crate) fn vmap_uncached(&self, pages: &[PhysAddr]) -> Result<*mut u8> {
+        self.vmap_view(pages, &self.memory_fd)
+    }
+
+    fn vmap_view(&self, pages: &[PhysAddr], fd: &OwnedFd) -> Result<*mut u8> {
         let len = pages.len().checked_mul(PAGE_SIZE).filter(|&l| l != 0).ok_or(Errno::EINVAL)?;
         let offs = pages
             .iter()
@@ -385,7 +395,7 @@ impl SimRam {
                     PAGE_SIZE,
                     ProtFlags::READ | ProtFlags::WRITE,
                     MapFlags::SHARED | MapFlags::FIXED,
-                    &self.cached_fd,
+                    fd,
                     *off as u64,
                 )
             };
@@ -541,6 +551,13 @@ mod tests {
         assert!(r.vmap(&[PhysAddr(0x50_0000_0000)]).is_err(), "and RAM");
         assert_eq!(r.vunmap(v as usize), Some(pages.to_vec()));
         assert_eq!(r.vunmap(v as usize), None);
+        let u = r.vmap_uncached(&pages[..2]).unwrap();
+        // SAFETY: `u` maps two pages; the memory-view pointer is in range.
+        unsafe {
+            *u.add(0x1000 + 7) = 55;
+            assert_eq!(*mem(&r, 0x10_5007), 55, "the uncached vmap aliases the memory view");
+        }
+        assert!(r.vunmap(u as usize).is_some());
     }
 
     #[test]
