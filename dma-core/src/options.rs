@@ -28,7 +28,7 @@
 //! | `coherent_pool` | `SIZE` | platform's choice | size of the atomic pool serving allocations that must not sleep | `coherent_pool=` |
 //! | `iommu.strict` | boolean | IOMMU's choice | 1: invalidate the IOTLB on every unmap; 0: batch invalidations (lazy) | `iommu.strict=` |
 //! | `iommu.passthrough` | boolean | IOMMU's choice | 1: devices behind an IOMMU use identity (direct) mappings | `iommu.passthrough=` |
-//! | `dma_debug` | `0\|1\|off\|on\|guard` (any boolean), bare means `on` | `off` | dma-debug checks of every mapping; `guard` adds guard areas around buffers | `dma_debug=off` with `CONFIG_DMA_API_DEBUG` |
+//! | `dma_debug` | `0\|1\|off\|on\|guard` (any boolean), bare means `on` | `off` | dma-debug checks of every call; `guard` also makes the CPU's view of device-owned whole pages inaccessible, so a CPU touch faults and is named | `dma_debug=off` with `CONFIG_DMA_API_DEBUG` |
 //! | `dma_debug_entries` | `N`, at least 1 | dma-debug's choice | entries dma-debug preallocates for tracking mappings | `dma_debug_entries=` |
 //! | `cache_line` | `N`, a power of two from 16 to 4096 | the architecture's | the simulated platform's cache-line size, in bytes | none |
 //!
@@ -66,7 +66,7 @@ pub enum DebugMode {
     Off,
     /// The kernel's `CONFIG_DMA_API_DEBUG` checks.
     On,
-    /// [`On`](Self::On) plus guard areas around buffers.
+    /// [`On`](Self::On), plus device-owned whole pages made inaccessible to the CPU.
     Guard,
 }
 
