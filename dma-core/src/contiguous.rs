@@ -138,7 +138,7 @@ impl crate::device::Device {
         crate::direct::alloc_contiguous(self, size, gfp).map(crate::Page)
     }
 
-    /// `dma_free_contiguous`: gives back pages from [`Device::alloc_contiguous`] (or, for
+    /// `dma_free_contiguous`: gives back pages from [`Device::alloc_contiguous`](crate::Device::alloc_contiguous) (or, for
     /// pages in no area, to the page allocator as one block of `size` bytes).
     pub fn release_contiguous(&self, page: crate::Page, size: usize) {
         let Some(size) = crate::page_align(size).filter(|&s| s != 0) else { return };

@@ -4,7 +4,7 @@
 //! Switched on by `dma_debug=1` (or `guard`) in the options. When off, each API call
 //! pays one predictable branch (`System::debug()` is `None`).
 //!
-//! Every allocation and mapping is an [`Entry`] in one of 16384 hash buckets keyed by
+//! Every allocation and mapping is an entry in one of 16384 hash buckets keyed by
 //! bus address (8 KiB granules, like the kernel), each with its own lock. Unmaps and
 //! frees look up the exact entry and compare size, kind, CPU address, direction and sg
 //! count; syncs look up the entry that contains the range. The first cache line of
