@@ -238,7 +238,7 @@ impl IovaDomain {
     /// `free_iova_fast`: returns a range from [`IovaDomain::alloc_fast`] to this CPU's cache
     /// (ranges of up to 32 granules), else to the map. Like the kernel, a cached size is
     /// trusted: the caller (the DMA ops, which look the mapping up first) passes a live range
-    /// and the `pages` it was allocated with; [`IovaDomain::check_invariants`] catches a lie.
+    /// and the `pages` it was allocated with; `IovaDomain::check_invariants` (in tests) catches a lie.
     /// Returns false (nothing freed) when an uncached range is not live with that size.
     pub fn free_fast(&self, pfn: u64, pages: u64) -> bool {
         let pages = fast_size(pages);
