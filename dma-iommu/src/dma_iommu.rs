@@ -3,10 +3,11 @@
 //!
 //! - `alloc`: for a coherent device that may block, a page array allocated from the largest
 //!   page size down (2 MiB, then 4 KiB; only 4 KiB with `ALLOC_SINGLE_PAGES`), mapped at one
-//!   IOVA range and vmapped at one CPU range (`iommu_dma_alloc_remap`). `FORCE_CONTIGUOUS`,
-//!   `NON_CONSISTENT` (cached pages whose `page_address` is the CPU address), atomic callers
-//!   and non-coherent devices (whose coherent memory needs an uncached alias, which the
-//!   platform makes only of contiguous memory) get one contiguous block instead.
+//!   IOVA range and vmapped at one CPU range (`iommu_dma_alloc_remap`): cached for a coherent
+//!   device, uncached (the memory view, after `arch_dma_prep_coherent`) for a non-coherent
+//!   one. `FORCE_CONTIGUOUS` takes one block from CMA when the device or the system has an
+//!   area (else from the page allocator); `NON_CONSISTENT` (cached pages whose
+//!   `page_address` is the CPU address) and atomic callers get one contiguous block too.
 //! - `map_phys` / `unmap_phys`: one IOVA range per mapping under the device's mask, with the
 //!   permissions its direction allows (`dma_info_to_prot`), cache maintenance first for a
 //!   non-coherent device.
@@ -98,6 +99,14 @@ fn alloc_page_array(sys: &System, count: u64, gfp: Gfp, attrs: Attrs) -> Result<
     Ok(chunks)
 }
 
+/// Frees chunks to the page allocator, or one chunk of `size` bytes back to CMA.
+fn release_chunks(sys: &System, chunks: &[(Page, u32)], cma: Option<&Device>, size: u64) {
+    match (cma, chunks) {
+        (Some(dev), [(page, _)]) => dev.release_contiguous(*page, size as usize),
+        _ => free_chunks(sys, chunks),
+    }
+}
+
 fn free_chunks(sys: &System, chunks: &[(Page, u32)]) {
     for &(page, order) in chunks {
         let _ = sys.free_pages(page, order);
@@ -152,10 +161,24 @@ impl Domain {
     /// `iommu_dma_alloc_pages` + `__iommu_dma_map`: one contiguous block, CPU view as asked.
     fn alloc_contiguous(&self, dev: &Device, size: u64, gfp: Gfp, attrs: Attrs) -> Result<(NonNull<u8>, DmaAddr)> {
         let order = get_order(size as usize);
-        let gfp = gfp.difference(Gfp::ZONE_MASK | Gfp::__GFP_COMP) | Gfp::__GFP_ZERO;
-        let page = self.sys.alloc_pages(gfp, order).map_err(|_| Errno::ENOMEM)?;
+        let cma_page =
+            attrs.contains(Attrs::FORCE_CONTIGUOUS).then(|| dev.alloc_contiguous(size as usize, gfp)).flatten();
+        let page = match cma_page {
+            Some(p) => p,
+            None => {
+                let gfp = gfp.difference(Gfp::ZONE_MASK | Gfp::__GFP_COMP) | Gfp::__GFP_ZERO;
+                self.sys.alloc_pages(gfp, order).map_err(|_| Errno::ENOMEM)?
+            }
+        };
+        let cma = cma_page.is_some();
         let phys = page.phys();
         let chunks = vec![(page, order)];
+        if cma {
+            if let Some(p) = self.sys.phys_to_virt(phys, size as usize) {
+                // SAFETY: the block was just taken from the area and is `size` bytes long.
+                unsafe { p.as_ptr().write_bytes(0, size as usize) };
+            }
+        }
         let (cpu, view) = if dev.is_coherent() || attrs.contains(Attrs::NON_CONSISTENT) {
             (self.sys.phys_to_virt(phys, size as usize), CpuView::Linear)
         } else {
@@ -163,7 +186,7 @@ impl Domain {
             (self.sys.remap_uncached(phys, size as usize).ok(), CpuView::Uncached)
         };
         let Some(cpu) = cpu else {
-            free_chunks(&self.sys, &chunks);
+            release_chunks(&self.sys, &chunks, cma.then_some(dev), size);
             return Err(Errno::ENOMEM);
         };
         let iova = self.alloc_iova(size, dev.alloc_limit()).and_then(|iova| {
@@ -172,7 +195,7 @@ impl Domain {
         match iova {
             Ok(iova) => {
                 let cpu_addr = cpu.as_ptr() as usize;
-                self.allocs().insert(iova, Alloc { chunks, size, cpu: cpu_addr, view });
+                self.allocs().insert(iova, Alloc { chunks, size, cpu: cpu_addr, view, cma });
                 Ok((cpu, DmaAddr(iova)))
             }
             Err(e) => {
@@ -180,18 +203,33 @@ impl Domain {
                     // SAFETY: the remap was made just above and not handed out.
                     let _ = unsafe { self.sys.unmap_uncached(cpu) };
                 }
-                free_chunks(&self.sys, &chunks);
+                release_chunks(&self.sys, &chunks, cma.then_some(dev), size);
                 Err(e)
             }
         }
     }
 
-    /// `iommu_dma_alloc_remap`: a page array, one IOVA range, one cached vmap.
+    /// `iommu_dma_alloc_remap`: a page array, one IOVA range, one vmap: cached for a
+    /// coherent device, uncached (after `arch_dma_prep_coherent`) for a non-coherent one.
     fn alloc_remap(&self, dev: &Device, size: u64, gfp: Gfp, attrs: Attrs) -> Result<(NonNull<u8>, DmaAddr)> {
         let (iova, chunks) = self.alloc_mapped_array(size, dev.alloc_limit(), gfp, attrs, Prot::READ_WRITE)?;
-        match self.sys.vmap(&pages_of(&chunks)) {
+        let pages = pages_of(&chunks);
+        let cpu = if dev.is_coherent() {
+            self.sys.vmap(&pages)
+        } else {
+            for &(page, order) in &chunks {
+                self.sys.arch_prep_coherent(page.phys(), (IOVA_GRANULE << order) as usize);
+            }
+            self.sys.vmap_uncached(&pages)
+        };
+        match cpu {
             Ok(cpu) => {
-                self.allocs().insert(iova, Alloc { chunks, size, cpu: cpu.as_ptr() as usize, view: CpuView::Vmap });
+                if !dev.is_coherent() {
+                    // SAFETY: the uncached vmap covers `size` bytes of the pages just allocated.
+                    unsafe { cpu.as_ptr().write_bytes(0, size as usize) };
+                }
+                self.allocs()
+                    .insert(iova, Alloc { chunks, size, cpu: cpu.as_ptr() as usize, view: CpuView::Vmap, cma: false });
                 Ok((cpu, DmaAddr(iova)))
             }
             Err(e) => {
@@ -203,7 +241,7 @@ impl Domain {
     }
 
     /// Ends an allocation: IOVA, CPU view, pages.
-    fn release_alloc(&self, iova: u64, a: Alloc) {
+    fn release_alloc(&self, dev: &Device, iova: u64, a: Alloc) {
         self.unmap_and_free(iova, a.size);
         if let Some(cpu) = NonNull::new(a.cpu as *mut u8) {
             match a.view {
@@ -214,7 +252,7 @@ impl Domain {
                 CpuView::Linear | CpuView::Unmapped => {}
             }
         }
-        free_chunks(&self.sys, &a.chunks);
+        release_chunks(&self.sys, &a.chunks, a.cma.then_some(dev), a.size);
     }
 
     fn sync(&self, dev: &Device, dma: DmaAddr, size: usize, f: impl Fn(&System, PhysAddr, usize)) {
@@ -249,19 +287,22 @@ impl DmaOps for Domain {
 
     fn alloc(&self, dev: &Device, size: usize, gfp: Gfp, attrs: Attrs) -> Result<(NonNull<u8>, DmaAddr)> {
         let size = page_align(size).filter(|&s| s != 0).ok_or(Errno::EINVAL)? as u64;
-        let contiguous = attrs.intersects(Attrs::FORCE_CONTIGUOUS | Attrs::NON_CONSISTENT)
-            || !gfp.allows_blocking()
-            || !dev.is_coherent();
+        let contiguous = attrs.intersects(Attrs::FORCE_CONTIGUOUS | Attrs::NON_CONSISTENT) || !gfp.allows_blocking();
         if contiguous { self.alloc_contiguous(dev, size, gfp, attrs) } else { self.alloc_remap(dev, size, gfp, attrs) }
     }
 
-    unsafe fn free(&self, _dev: &Device, size: usize, cpu: NonNull<u8>, dma: DmaAddr, _attrs: Attrs) {
+    unsafe fn free(&self, dev: &Device, size: usize, cpu: NonNull<u8>, dma: DmaAddr, _attrs: Attrs) {
         let size = page_align(size).unwrap_or(0) as u64;
         let mut allocs = self.allocs();
         let ok = allocs.get(&dma.0).is_some_and(|a| a.cpu == cpu.as_ptr() as usize && a.size == size);
-        let Some(a) = allocs.remove(&dma.0).filter(|_| ok) else { return };
+        let Some(a) = allocs.remove(&dma.0).filter(|_| ok) else {
+            drop(allocs);
+            return dev.warn(format_args!(
+                "dma_free_attrs: {cpu:p} / {dma} / {size} bytes is not a live IOMMU allocation; nothing freed"
+            ));
+        };
         drop(allocs);
-        self.release_alloc(dma.0, a);
+        self.release_alloc(dev, dma.0, a);
     }
 
     unsafe fn map_phys(
@@ -433,18 +474,18 @@ impl DmaOps for Domain {
         sgt.sgl[0].dma_address = iova;
         sgt.sgl[0].dma_length = size as u32;
         sgt.nents = 1;
-        self.allocs().insert(iova, Alloc { chunks, size, cpu: 0, view: CpuView::Unmapped });
+        self.allocs().insert(iova, Alloc { chunks, size, cpu: 0, view: CpuView::Unmapped, cma: false });
         Ok(sgt)
     }
 
-    unsafe fn free_noncontiguous(&self, _dev: &Device, size: usize, sgt: SgTable, _dir: Direction) {
+    unsafe fn free_noncontiguous(&self, dev: &Device, size: usize, sgt: SgTable, _dir: Direction) {
         let Some(iova) = sgt.sgl.first().map(|s| s.dma_address) else { return };
         let size = page_align(size).unwrap_or(0) as u64;
         let mut allocs = self.allocs();
         let ok = allocs.get(&iova).is_some_and(|a| a.view == CpuView::Unmapped && a.size == size);
         let Some(a) = allocs.remove(&iova).filter(|_| ok) else { return };
         drop(allocs);
-        self.release_alloc(iova, a);
+        self.release_alloc(dev, iova, a);
     }
 
     fn vmap_noncontiguous(&self, _dev: &Device, size: usize, sgt: &SgTable) -> Result<NonNull<u8>> {

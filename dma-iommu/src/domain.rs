@@ -99,6 +99,8 @@ pub(crate) struct Alloc {
     pub(crate) size: u64,
     pub(crate) cpu: usize,
     pub(crate) view: CpuView,
+    /// The one chunk came from a contiguous area (CMA) of the device or the system.
+    pub(crate) cma: bool,
 }
 
 /// An IOMMU domain. Use it as a device's DMA ops: `Arc<Domain>` implements

@@ -18,26 +18,15 @@ fn device(domain: &Arc<Domain>, coherence: Coherence, bits: u32) -> Arc<Device> 
     Device::new(domain.system(), domain.attach(cfg)).unwrap()
 }
 
-/// Device read of `len` bytes at `dma`, one page at a time (the bus master copies one
-/// physically contiguous range per access).
+/// Device read of `len` bytes at `dma` (the bus master walks the IOMMU page by page).
 fn bus_read(bus: &BusMaster, dma: DmaAddr, len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
-    let mut off = 0;
-    while off < len {
-        let n = (PAGE_SIZE - ((dma.0 as usize + off) % PAGE_SIZE)).min(len - off);
-        bus.read(DmaAddr(dma.0 + off as u64), &mut out[off..off + n]).unwrap();
-        off += n;
-    }
+    bus.read(dma, &mut out).unwrap();
     out
 }
 
 fn bus_write(bus: &BusMaster, dma: DmaAddr, data: &[u8]) {
-    let mut off = 0;
-    while off < data.len() {
-        let n = (PAGE_SIZE - ((dma.0 as usize + off) % PAGE_SIZE)).min(data.len() - off);
-        bus.write(DmaAddr(dma.0 + off as u64), &data[off..off + n]).unwrap();
-        off += n;
-    }
+    bus.write(dma, data).unwrap();
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -355,4 +344,48 @@ fn devices_can_share_a_domain_and_bad_unmaps_are_refused() {
         Some(Errno::EIO),
         "a domain serves devices of its own system only"
     );
+}
+
+#[test]
+fn force_contiguous_comes_from_cma_and_goes_back() {
+    let sys = system("cma=16M");
+    let domain = Domain::new(&sys).unwrap();
+    let dev = device(&domain, Coherence::Coherent, 32);
+    let (cpu, dma) = dev.alloc_attrs(8 * PAGE_SIZE, Gfp::GFP_KERNEL, Attrs::FORCE_CONTIGUOUS).unwrap();
+    let area = sys.cma_stats().unwrap();
+    assert_eq!(area.stats.allocations, 1, "the block came from the default area");
+    let phys = sys.virt_to_phys(cpu.as_ptr()).unwrap();
+    assert!(phys.0 >= area.base.0 && phys.0 < area.base.0 + (16 << 20));
+    assert_eq!(bus_read(&BusMaster::new(&dev), dma, 8 * PAGE_SIZE), vec![0u8; 8 * PAGE_SIZE], "zeroed");
+    // SAFETY: freed once with the same arguments.
+    unsafe { dev.free_attrs(8 * PAGE_SIZE, cpu.as_ptr(), dma, Attrs::FORCE_CONTIGUOUS) };
+    assert_eq!(sys.cma_stats().unwrap().stats.free_pages, 4096, "back to the area");
+}
+
+#[test]
+fn a_noncoherent_device_gets_an_uncached_vmap_of_scattered_pages() {
+    let sys = system("");
+    let domain = Domain::new(&sys).unwrap();
+    let dev = device(&domain, Coherence::NonCoherent, 32);
+    let bus = BusMaster::new(&dev);
+    let size = 5 * PAGE_SIZE;
+    let (cpu, dma) = dev.alloc_coherent(size, Gfp::GFP_KERNEL).unwrap();
+    assert!(sys.virt_to_phys(cpu.as_ptr()).is_none(), "not the cached view");
+    assert!(sys.vmap_to_phys(cpu.as_ptr()).is_some(), "a vmap");
+    let data = pattern(size, 3);
+    // SAFETY: the CPU address maps `size` bytes of the allocation.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), cpu.as_ptr(), size) };
+    assert_eq!(bus_read(&bus, dma, size), data, "uncached: the device sees CPU writes without a sync");
+    bus_write(&bus, dma, &[9; 100]);
+    // SAFETY: as above.
+    assert_eq!(unsafe { std::slice::from_raw_parts(cpu.as_ptr(), 100) }, &[9; 100][..]);
+    // A free with the wrong CPU address is refused with a message and frees nothing.
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let l = Arc::clone(&log);
+    sys.set_log_sink(Some(Arc::new(move |_, m: &str| l.lock().unwrap().push_str(m))));
+    // SAFETY: refused: not the allocation's CPU address.
+    unsafe { dev.free_coherent(size, cpu.as_ptr().add(PAGE_SIZE), dma) };
+    assert!(log.lock().unwrap().contains("not a live IOMMU allocation"));
+    // SAFETY: freed once with the right arguments.
+    unsafe { dev.free_coherent(size, cpu.as_ptr(), dma) };
 }
