@@ -42,7 +42,6 @@ pub struct CmaStats {
 /// - `bitmap` has `count >> order_per_bit` bits, bit `i` set iff pages
 ///   `[base_pfn + (i << order_per_bit), ..)` of that granule are allocated.
 /// - `free_bits` is the number of clear bits of `bitmap`.
-/// - Every bit below `hint` is set (`hint` is a lower bound of the first free bit).
 /// - If `no_fit` is `Some((bits, mask))`, no free run of `bits` bits starts on the `mask` grid.
 #[derive(Debug)]
 pub struct CmaArea {
@@ -52,7 +51,6 @@ pub struct CmaArea {
     order_per_bit: u32,
     bitmap: AllocMap,
     free_bits: u64,
-    hint: u64,
     no_fit: Option<(u64, u64)>,
     allocations: u64,
     failures: u64,
@@ -100,7 +98,6 @@ impl CmaArea {
             order_per_bit,
             free_bits: bitmap.nbits(),
             bitmap,
-            hint: 0,
             no_fit: None,
             allocations: 0,
             failures: 0,
@@ -172,21 +169,14 @@ impl CmaArea {
         if self.no_fit.is_some_and(|(no_bits, no_mask)| bits >= no_bits && align.mask >= no_mask) {
             return None;
         }
-        // `free_bits > 0` here, so a free bit exists.
-        let first_free = self.bitmap.next_zero(self.hint)?;
-        // INVARIANT: every bit below the first free bit is set.
-        self.hint = first_free;
-        let Some(start) = self.bitmap.find_zero_area(first_free, bits, align) else {
-            // INVARIANT: the search is complete and started below every free bit.
+        let Some(start) = self.bitmap.find_zero_area(0, bits, align) else {
+            // INVARIANT: the search is complete.
             self.no_fit = Some((bits, align.mask));
             return None;
         };
         self.bitmap.set(start, start + bits);
-        // INVARIANT: `bits` clear bits were set; the set bits extend any full prefix.
+        // INVARIANT: `bits` clear bits were set.
         self.free_bits -= bits;
-        if start == self.hint {
-            self.hint = start + bits;
-        }
         Some(self.base_pfn + (start << self.order_per_bit))
     }
 
@@ -232,10 +222,8 @@ impl CmaArea {
             return Err(CmaError::NotAllocated { pfn, count });
         }
         self.bitmap.clear(lo, hi);
-        // INVARIANT: `hi - lo` set bits were cleared; the new free bits may lie below `hint`;
-        // any remembered failure may now fit.
+        // INVARIANT: `hi - lo` set bits were cleared; any remembered failure may now fit.
         self.free_bits += hi - lo;
-        self.hint = self.hint.min(lo);
         self.no_fit = None;
         self.releases += 1;
         Ok(())
@@ -268,11 +256,6 @@ impl CmaArea {
             panic!("cma {name}: {broken}");
         }
         assert_eq!(map.count_zeros(), self.free_bits, "cma {name}: free count disagrees with the bitmap");
-        assert!(
-            self.hint <= map.nbits() && (0..self.hint).all(|bit| map.test(bit)),
-            "cma {name}: a free bit lies below the search hint {}",
-            self.hint
-        );
         if let Some((bits, mask)) = self.no_fit {
             let align = Align { mask, offset: (self.base_pfn >> self.order_per_bit) & mask };
             assert!(
@@ -305,7 +288,7 @@ mod tests {
     /// The state a failed call must leave untouched.
     fn snapshot(a: &CmaArea) -> (Vec<bool>, u64, u64, Option<(u64, u64)>, CmaStats) {
         let bits = (0..a.bitmap.nbits()).map(|b| a.bitmap.test(b)).collect();
-        (bits, a.free_bits, a.hint, a.no_fit, a.stats())
+        (bits, a.free_bits, a.bitmap.bit_hint(), a.no_fit, a.stats())
     }
 
     #[test]
@@ -445,9 +428,9 @@ mod tests {
         let mut a = area(0, 256, 0);
         let first = a.alloc(100, 0).unwrap();
         let _second = a.alloc(100, 0).unwrap();
-        assert_eq!(a.hint, 200);
+        assert_eq!(a.bitmap.bit_hint(), 200);
         a.release(first + 10, 5).unwrap();
-        assert_eq!(a.hint, 10);
+        assert_eq!(a.bitmap.bit_hint(), 10);
         assert_eq!(a.alloc(5, 0), Some(10));
         a.check_invariants();
     }

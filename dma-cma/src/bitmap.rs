@@ -172,24 +172,29 @@ impl Bitmap {
     }
 
     /// Whether every bit of `[lo, hi)` is set, with `lo < hi <= nbits`.
+    #[inline]
     pub(crate) fn all_set(&self, lo: u64, hi: u64) -> bool {
         debug_assert!(lo < hi && hi <= self.nbits);
-        let (first, last) = (word(lo), word(hi - 1));
-        if first == last {
-            let m = from_mask(lo) & upto_mask(hi - 1);
-            return self.words[first] & m == m;
+        // One bounds check for the whole range; the inner words then compare without any.
+        let words = &self.words[word(lo)..=word(hi - 1)];
+        let (head, tail) = (from_mask(lo), upto_mask(hi - 1));
+        match words {
+            [only] => only & head & tail == head & tail,
+            [first, inner @ .., last] => {
+                first & head == head && last & tail == tail && inner.iter().all(|&w| w == u64::MAX)
+            }
+            [] => unreachable!("a non-empty range spans at least one word"),
         }
-        self.words[first] & from_mask(lo) == from_mask(lo)
-            && self.words[first + 1..last].iter().all(|&w| w == u64::MAX)
-            && self.words[last] & upto_mask(hi - 1) == upto_mask(hi - 1)
     }
 
     /// Sets every bit of `[lo, hi)`, with `lo < hi <= nbits`.
+    #[inline]
     pub(crate) fn set(&mut self, lo: u64, hi: u64) {
         self.update(lo, hi, |w, m| w | m);
     }
 
     /// Clears every bit of `[lo, hi)`, with `lo < hi <= nbits`.
+    #[inline]
     pub(crate) fn clear(&mut self, lo: u64, hi: u64) {
         self.update(lo, hi, |w, m| w & !m);
     }
@@ -198,16 +203,20 @@ impl Bitmap {
     #[inline]
     fn update(&mut self, lo: u64, hi: u64, op: impl Fn(u64, u64) -> u64) {
         debug_assert!(lo < hi && hi <= self.nbits);
-        let (first, last) = (word(lo), word(hi - 1));
-        if first == last {
-            self.words[first] = op(self.words[first], from_mask(lo) & upto_mask(hi - 1));
-            return;
+        // One bounds check for the whole range; the inner words then update without any.
+        let words = &mut self.words[word(lo)..=word(hi - 1)];
+        let (head, tail) = (from_mask(lo), upto_mask(hi - 1));
+        match words {
+            [only] => *only = op(*only, head & tail),
+            [first, inner @ .., last] => {
+                *first = op(*first, head);
+                for w in inner {
+                    *w = op(*w, u64::MAX);
+                }
+                *last = op(*last, tail);
+            }
+            [] => unreachable!("a non-empty range spans at least one word"),
         }
-        self.words[first] = op(self.words[first], from_mask(lo));
-        for w in &mut self.words[first + 1..last] {
-            *w = op(*w, u64::MAX);
-        }
-        self.words[last] = op(self.words[last], upto_mask(hi - 1));
     }
 
     /// Number of clear bits.

@@ -9,8 +9,8 @@
 //! Beyond the kernel, the search is complete: `alloc` fails only when no aligned run of free
 //! pages exists anywhere in the area. It scans `u64` words, skips fully used words, tests each
 //! candidate window from its end, starts at the first free bit, serves large word-aligned
-//! requests from a summary with one bit per bitmap word, and remembers the last failure until
-//! the next release.
+//! requests from a summary with one bit per bitmap word (starting at the first empty word), and
+//! remembers the last failure until the next release.
 //!
 //! ```
 //! use dma_cma::CmaArea;
