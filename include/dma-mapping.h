@@ -23,7 +23,9 @@
  * Userspace additions: dma_system_init / dma_system_stats (the platform),
  * dma_device_create / dma_device_destroy (struct device), dma_sim_* (the device's side
  * of DMA on the simulated platform), dmalib_* (kmalloc and the page allocator; include
- * <dma-kernel-compat.h> for their kernel names).
+ * <dma-kernel-compat.h> for their kernel names), dma_debug_* (dma-debug's counters and
+ * reports, with the caller's file and line: see the macros at the end), dma_cma_*
+ * (contiguous areas' statistics).
  */
 
 /* Which way data moves (the kernel's values). */
@@ -40,6 +42,22 @@ enum dma_data_direction {
 /* What every mapping call returns on failure. */
 #define DMA_MAPPING_ERROR (~(dma_addr_t)0)
 
+
+/**
+ * Bytes of `dma_cma_stats.name`, NUL included.
+ */
+#define DMA_CMA_NAME_LEN 32
+
+/**
+ * The number of kinds in `enum dma_debug_error` (the valid part of
+ * `dma_debug_stats.errors`).
+ */
+#define DMA_DEBUG_NR_ERRORS 25
+
+/**
+ * Room for kinds in `struct dma_debug_stats`, so new kinds keep its size.
+ */
+#define DMA_DEBUG_MAX_ERRORS 32
 
 /**
  * Reads and writes may pass each other (e.g. PCIe relaxed ordering).
@@ -148,6 +166,113 @@ enum dma_data_direction {
 #define DMA_SIM_FAULT_NOT_RAM 4
 
 /**
+ * What a dma-debug report is about, in the order of dma-core's `debug::ErrorKind` (a
+ * test checks it); indexes `dma_debug_stats.errors`.
+ */
+enum dma_debug_error {
+    /**
+     * An unmap or free of memory that is not mapped or allocated.
+     */
+    DMA_DEBUG_FREE_NOT_ALLOCATED = 0,
+    /**
+     * An unmap or free of `DMA_MAPPING_ERROR`.
+     */
+    DMA_DEBUG_FREE_INVALID_ADDRESS = 1,
+    /**
+     * An unmap or free with a different size.
+     */
+    DMA_DEBUG_FREE_WRONG_SIZE = 2,
+    /**
+     * Unmapped or freed by the wrong kind of call (e.g. a single mapping with `dma_unmap_sg`).
+     */
+    DMA_DEBUG_FREE_WRONG_FUNCTION = 3,
+    /**
+     * An allocation freed with a different CPU address.
+     */
+    DMA_DEBUG_FREE_WRONG_CPU_ADDRESS = 4,
+    /**
+     * A scatterlist unmapped with a different `nents`.
+     */
+    DMA_DEBUG_FREE_WRONG_SG_COUNT = 5,
+    /**
+     * An unmap with a different direction.
+     */
+    DMA_DEBUG_FREE_WRONG_DIRECTION = 6,
+    /**
+     * Unmapped without `dma_mapping_error` on the address first.
+     */
+    DMA_DEBUG_MAP_ERROR_NOT_CHECKED = 7,
+    /**
+     * A sync of memory that is not mapped.
+     */
+    DMA_DEBUG_SYNC_NOT_ALLOCATED = 8,
+    /**
+     * A sync reaching past the end of its mapping.
+     */
+    DMA_DEBUG_SYNC_OUT_OF_RANGE = 9,
+    /**
+     * A sync with a direction other than the mapping's.
+     */
+    DMA_DEBUG_SYNC_WRONG_DIRECTION = 10,
+    /**
+     * A sync for the CPU of a mapping the device only reads.
+     */
+    DMA_DEBUG_SYNC_READ_ONLY_FOR_CPU = 11,
+    /**
+     * A sync for the device of a mapping the device only writes.
+     */
+    DMA_DEBUG_SYNC_WRITE_ONLY_FOR_DEVICE = 12,
+    /**
+     * A scatterlist synced with a different `nents`.
+     */
+    DMA_DEBUG_SYNC_WRONG_SG_COUNT = 13,
+    /**
+     * A mapping of the calling thread's stack.
+     */
+    DMA_DEBUG_MAP_STACK = 14,
+    /**
+     * A mapping of program text or read-only data.
+     */
+    DMA_DEBUG_MAP_TEXT = 15,
+    /**
+     * A mapping of a remapped (uncached or vmap) CPU address.
+     */
+    DMA_DEBUG_MAP_INVALID_AREA = 16,
+    /**
+     * A DMA segment longer than `dma_get_max_seg_size`.
+     */
+    DMA_DEBUG_SG_SEGMENT_TOO_LONG = 17,
+    /**
+     * A DMA segment across `dma_get_seg_boundary`.
+     */
+    DMA_DEBUG_SG_SEGMENT_ACROSS_BOUNDARY = 18,
+    /**
+     * Two live mappings the device may write start on one cache line.
+     */
+    DMA_DEBUG_CACHELINE_OVERLAP = 19,
+    /**
+     * More than 7 such mappings on one cache line.
+     */
+    DMA_DEBUG_CACHELINE_OVERFLOW = 20,
+    /**
+     * A device destroyed with live mappings or allocations.
+     */
+    DMA_DEBUG_PENDING_AT_RELEASE = 21,
+    /**
+     * The device read memory the CPU had not handed over (or dirtied after).
+     */
+    DMA_DEBUG_MISSING_SYNC_FOR_DEVICE = 22,
+    /**
+     * Handed back to the device after it wrote, with no sync for the CPU between.
+     */
+    DMA_DEBUG_MISSING_SYNC_FOR_CPU = 23,
+    /**
+     * The device wrote memory the CPU owns.
+     */
+    DMA_DEBUG_DEVICE_WRITES_CPU_OWNED = 24,
+};
+
+/**
  * A device as C holds it: the dma-core device and its simulated bus master. C sees an
  * opaque `struct device *` from `dma_device_create`.
  */
@@ -175,6 +300,115 @@ typedef unsigned int gfp_t;
 typedef uint64_t phys_addr_t;
 
 /**
+ * A snapshot of one contiguous area (`dma_cma_get_stats`). Counts are in pages of
+ * `DMA_PAGE_SIZE` bytes: `CmaTotal` is `total_pages * DMA_PAGE_SIZE`, `CmaFree` is
+ * `free_pages * DMA_PAGE_SIZE`.
+ */
+struct dma_cma_stats {
+    /**
+     * The area's name: `"reserved"` for the default area, else the device's name
+     * (truncated, NUL-terminated).
+     */
+    char name[DMA_CMA_NAME_LEN];
+    /**
+     * First physical address of the area.
+     */
+    phys_addr_t base;
+    /**
+     * Pages in the area.
+     */
+    uint64_t total_pages;
+    /**
+     * Pages not allocated now.
+     */
+    uint64_t free_pages;
+    /**
+     * Longest run of free pages (ignoring alignment).
+     */
+    uint64_t largest_free_pages;
+    /**
+     * Successful allocations so far.
+     */
+    uint64_t allocations;
+    /**
+     * Allocations the area could not satisfy (the caller then fell back, or failed).
+     */
+    uint64_t failures;
+    /**
+     * Releases so far.
+     */
+    uint64_t releases;
+};
+
+/**
+ * dma-debug's counters (`dma_debug_get_stats`).
+ */
+struct dma_debug_stats {
+    /**
+     * Reports so far per kind, indexed by `enum dma_debug_error`; entries from
+     * `DMA_DEBUG_NR_ERRORS` on are 0.
+     */
+    uint64_t errors[DMA_DEBUG_MAX_ERRORS];
+    /**
+     * All reports so far.
+     */
+    uint64_t error_count;
+    /**
+     * Allocations and mappings tracked now.
+     */
+    uint64_t entries;
+};
+
+/**
+ * One report, as the callback of `dma_debug_set_report_callback` receives it. The
+ * strings are valid only during the callback.
+ */
+struct dma_debug_report {
+    /**
+     * An `enum dma_debug_error`.
+     */
+    unsigned int kind;
+    /**
+     * The device's name.
+     */
+    const char *device;
+    /**
+     * The kernel's wording of the error and its details (addresses, sizes, directions).
+     */
+    const char *message;
+    /**
+     * The bus address involved.
+     */
+    dma_addr_t dma_addr;
+    /**
+     * The size involved.
+     */
+    size_t size;
+    /**
+     * The direction of the call (an `enum dma_data_direction`).
+     */
+    unsigned int dir;
+    /**
+     * Source file of the call that was wrong (the header's macros pass `__FILE__`);
+     * NULL when unknown.
+     */
+    const char *file;
+    /**
+     * Its line; 0 when unknown.
+     */
+    int line;
+    /**
+     * Source file of the map or allocation call the report concerns; NULL when there
+     * is none or it is unknown.
+     */
+    const char *mapped_file;
+    /**
+     * Its line; 0 when unknown.
+     */
+    int mapped_line;
+};
+
+/**
  * One window of a device's `dma_range_map`: CPU physical `[cpu_start, cpu_start + size)`
  * appears to the device at `dma_start`.
  */
@@ -195,7 +429,13 @@ struct dma_bus_region {
 
 /**
  * How to create a device. Zero-initialise it and set what matters: a zeroed config is
- * a non-coherent device with 32-bit masks, no bus limit and identity translation.
+ * a non-coherent device with 32-bit masks, no bus limit, identity translation and no
+ * contiguous area of its own.
+ *
+ * Layout (part of the ABI): the fields in the order below, with the C compiler's usual
+ * padding. New fields are only ever added at the end, so a zeroed config keeps its
+ * meaning; a program compiled against an older header must be recompiled before it
+ * links a newer library.
  */
 struct dma_device_config {
     /**
@@ -234,6 +474,12 @@ struct dma_device_config {
      * True for a device that snoops the CPU caches; false for a non-coherent one.
      */
     bool coherent;
+    /**
+     * Size in bytes of a contiguous area of the device's own (the kernel's per-device
+     * `shared-dma-pool`), reserved within the coherent mask's reach at creation and
+     * rounded up to 2 MiB; 0 for none. Its allocations of any size come from it first.
+     */
+    uint64_t cma_size;
 };
 
 /**
@@ -595,9 +841,58 @@ void *dma_alloc_noncoherent(struct device *dev, size_t size, dma_addr_t *dma_han
 void dma_free_noncoherent(struct device *dev, size_t size, void *vaddr, dma_addr_t dma_handle, enum dma_data_direction dir);
 
 /**
+ * Records the call site of the next DMA API call made on this thread. The header's
+ * macros call it before every call that reaches dma-debug; a program need not call it
+ * itself. The next API call on the thread takes it (whether or not dma-debug is on).
+ *
+ * # Safety
+ *
+ * `file` is NULL or a NUL-terminated string that stays valid until the next DMA API
+ * call on this thread has returned (a `__FILE__` literal always does).
+ */
+void dma_debug_set_caller(const char *file, int line);
+
+/**
+ * Fills `*out` with the statistics of `dev`'s own contiguous area, or of the default
+ * area (`cma=` in the options) when `dev` is NULL. Returns 0, `-EINVAL` for a NULL
+ * `out`, `-ENOENT` when there is no such area, or the error building the system failed
+ * with. `*out` is written only on success.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `out` is NULL or writable for one
+ * `struct dma_cma_stats`.
+ */
+int dma_cma_get_stats(const struct device *dev, struct dma_cma_stats *out);
+
+/**
+ * Fills `*out` with dma-debug's counters. Returns 0, `-EINVAL` for a NULL `out`,
+ * `-EOPNOTSUPP` when dma-debug is off (`dma_debug=1` in the options turns it on), or
+ * the error building the system failed with. `*out` is written only on success.
+ *
+ * # Safety
+ *
+ * `out` is NULL or writable for one `struct dma_debug_stats`.
+ */
+int dma_debug_get_stats(struct dma_debug_stats *out);
+
+/**
+ * Sends every dma-debug report to `cb(report, ctx)` instead of standard error; a NULL
+ * `cb` restores standard error. Does nothing when dma-debug is off.
+ *
+ * # Safety
+ *
+ * `cb` is NULL or a function that can be called with `ctx` from any thread that calls
+ * the DMA API, for as long as it is installed; it must not unwind or `longjmp` out,
+ * and must not map, unmap, allocate or free DMA memory (it may read the counters).
+ */
+void dma_debug_set_report_callback(void (*cb)(const struct dma_debug_report *report, void *ctx), void *ctx);
+
+/**
  * Creates a device on the system (built from `$DMA_OPTS` if nothing built it yet).
- * Returns NULL for a NULL config or name, an invalid mask or window, or a mask the
- * platform cannot serve (the reason is printed).
+ * Returns NULL for a NULL config or name, an invalid mask or window, a mask the
+ * platform cannot serve, or a `cma_size` that does not fit within its reach (the
+ * reason is printed).
  *
  * # Safety
  *
@@ -608,7 +903,9 @@ struct device *dma_device_create(const struct dma_device_config *config);
 
 /**
  * Destroys a device. NULL is a no-op. Allocations and mappings still live on it stay
- * valid memory of the system but can no longer be freed through it.
+ * valid memory of the system but can no longer be freed through it (dma-debug reports
+ * them; a contiguous area of the device's own with live allocations is kept, not
+ * reused).
  *
  * # Safety
  *
@@ -694,6 +991,45 @@ bool dma_need_sync(struct device *dev, dma_addr_t dma_addr);
  * `dev` is NULL or a live device.
  */
 bool dma_addressing_limited(struct device *dev);
+
+/**
+ * `dma_get_max_seg_size`: the longest scatter-gather segment the device takes (64 KiB
+ * unless set); 0 for a NULL device.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+unsigned int dma_get_max_seg_size(struct device *dev);
+
+/**
+ * `dma_set_max_seg_size`: 0, or `-EINVAL` for a NULL device or size 0.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+int dma_set_max_seg_size(struct device *dev, unsigned int size);
+
+/**
+ * `dma_get_seg_boundary`: the mask of address bits a segment may not cross
+ * (`ULONG_MAX` unless set); 0 for a NULL device.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+unsigned long dma_get_seg_boundary(struct device *dev);
+
+/**
+ * `dma_set_seg_boundary`: 0, or `-EINVAL` for a NULL device or a mask that is not all
+ * ones below some bit.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+int dma_set_seg_boundary(struct device *dev, unsigned long mask);
 
 /**
  * `kmalloc`: `size` bytes of platform RAM from the zone `flags` names (`GFP_DMA`,
@@ -859,8 +1195,15 @@ void dma_sync_single_range_for_device(struct device *dev, dma_addr_t addr, size_
 void dma_cache_sync(struct device *dev, void *vaddr, size_t size, enum dma_data_direction dir);
 
 /**
- * `dma_mapping_error`: `-ENOMEM` if `dma_addr` is `DMA_MAPPING_ERROR`, else 0.
- * `dev` is not used (it may be NULL).
+ * `dma_mapping_error`: `-ENOMEM` if `dma_addr` is `DMA_MAPPING_ERROR`, else 0. With
+ * dma-debug on it also records that the caller checked this mapping: unmapping a
+ * `dma_map_single_attrs` / `dma_map_page_attrs` result without this call is reported,
+ * as in the kernel (scatter-gather results are checked by their count instead). `dev`
+ * may be NULL (then nothing is recorded).
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
  */
 int dma_mapping_error(struct device *dev, dma_addr_t dma_addr);
 
@@ -1158,5 +1501,48 @@ static inline void *sg_virt(struct scatterlist *sg)
 
 /* The DMA segments of a mapped table (nents of them). */
 #define for_each_sgtable_dma_sg(sgt, sg, i) for_each_sg((sgt)->sgl, sg, (sgt)->nents, i)
+
+/*
+ * dma-debug names the C caller of a wrong call by file and line. Each call that reaches
+ * dma-debug is a macro of its own name that records __FILE__ and __LINE__ first; a
+ * function-like macro is not expanded again inside itself, so the inner name is the real
+ * function (take its address, or call it through a pointer, as usual: then the caller is
+ * unknown). The short forms above expand to these. Define DMA_NO_CALLER_MACROS before
+ * including this header to call the functions directly.
+ */
+#ifndef DMA_NO_CALLER_MACROS
+#define DMA_CALLER_(call) (dma_debug_set_caller(__FILE__, __LINE__), call)
+#define dma_alloc_attrs(...) DMA_CALLER_(dma_alloc_attrs(__VA_ARGS__))
+#define dma_free_attrs(...) DMA_CALLER_(dma_free_attrs(__VA_ARGS__))
+#define dma_alloc_coherent(...) DMA_CALLER_(dma_alloc_coherent(__VA_ARGS__))
+#define dma_free_coherent(...) DMA_CALLER_(dma_free_coherent(__VA_ARGS__))
+#define dma_alloc_wc(...) DMA_CALLER_(dma_alloc_wc(__VA_ARGS__))
+#define dma_free_wc(...) DMA_CALLER_(dma_free_wc(__VA_ARGS__))
+#define dma_alloc_pages(...) DMA_CALLER_(dma_alloc_pages(__VA_ARGS__))
+#define dma_free_pages(...) DMA_CALLER_(dma_free_pages(__VA_ARGS__))
+#define dma_alloc_noncoherent(...) DMA_CALLER_(dma_alloc_noncoherent(__VA_ARGS__))
+#define dma_free_noncoherent(...) DMA_CALLER_(dma_free_noncoherent(__VA_ARGS__))
+#define dma_map_single_attrs(...) DMA_CALLER_(dma_map_single_attrs(__VA_ARGS__))
+#define dma_unmap_single_attrs(...) DMA_CALLER_(dma_unmap_single_attrs(__VA_ARGS__))
+#define dma_map_page_attrs(...) DMA_CALLER_(dma_map_page_attrs(__VA_ARGS__))
+#define dma_unmap_page_attrs(...) DMA_CALLER_(dma_unmap_page_attrs(__VA_ARGS__))
+#define dma_map_sg_attrs(...) DMA_CALLER_(dma_map_sg_attrs(__VA_ARGS__))
+#define dma_unmap_sg_attrs(...) DMA_CALLER_(dma_unmap_sg_attrs(__VA_ARGS__))
+#define dma_map_sgtable(...) DMA_CALLER_(dma_map_sgtable(__VA_ARGS__))
+#define dma_unmap_sgtable(...) DMA_CALLER_(dma_unmap_sgtable(__VA_ARGS__))
+#define dma_sync_single_for_cpu(...) DMA_CALLER_(dma_sync_single_for_cpu(__VA_ARGS__))
+#define dma_sync_single_for_device(...) DMA_CALLER_(dma_sync_single_for_device(__VA_ARGS__))
+#define dma_sync_single_range_for_cpu(...) DMA_CALLER_(dma_sync_single_range_for_cpu(__VA_ARGS__))
+#define dma_sync_single_range_for_device(...) DMA_CALLER_(dma_sync_single_range_for_device(__VA_ARGS__))
+#define dma_sync_sg_for_cpu(...) DMA_CALLER_(dma_sync_sg_for_cpu(__VA_ARGS__))
+#define dma_sync_sg_for_device(...) DMA_CALLER_(dma_sync_sg_for_device(__VA_ARGS__))
+#define dma_sync_sgtable_for_cpu(...) DMA_CALLER_(dma_sync_sgtable_for_cpu(__VA_ARGS__))
+#define dma_sync_sgtable_for_device(...) DMA_CALLER_(dma_sync_sgtable_for_device(__VA_ARGS__))
+#define dma_cache_sync(...) DMA_CALLER_(dma_cache_sync(__VA_ARGS__))
+#define dma_mapping_error(...) DMA_CALLER_(dma_mapping_error(__VA_ARGS__))
+#define dma_sim_read(...) DMA_CALLER_(dma_sim_read(__VA_ARGS__))
+#define dma_sim_write(...) DMA_CALLER_(dma_sim_write(__VA_ARGS__))
+#define dma_device_destroy(...) DMA_CALLER_(dma_device_destroy(__VA_ARGS__))
+#endif /* DMA_NO_CALLER_MACROS */
 
 #endif /* DMA_MAPPING_INLINE_H */

@@ -13,6 +13,7 @@ command -v cargo >/dev/null || die "cargo is required (Rust toolchain from rustu
 apt_missing=()
 command -v cc >/dev/null || apt_missing+=(gcc)
 command -v c++ >/dev/null || apt_missing+=(g++)
+command -v pkg-config >/dev/null || apt_missing+=(pkg-config)
 if ((${#apt_missing[@]})); then
   say "installing ${apt_missing[*]}"
   apt-get update -qq

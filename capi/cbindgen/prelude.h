@@ -10,7 +10,9 @@
  * Userspace additions: dma_system_init / dma_system_stats (the platform),
  * dma_device_create / dma_device_destroy (struct device), dma_sim_* (the device's side
  * of DMA on the simulated platform), dmalib_* (kmalloc and the page allocator; include
- * <dma-kernel-compat.h> for their kernel names).
+ * <dma-kernel-compat.h> for their kernel names), dma_debug_* (dma-debug's counters and
+ * reports, with the caller's file and line: see the macros at the end), dma_cma_*
+ * (contiguous areas' statistics).
  */
 
 /* Which way data moves (the kernel's values). */

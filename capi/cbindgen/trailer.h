@@ -73,4 +73,47 @@ static inline void *sg_virt(struct scatterlist *sg)
 /* The DMA segments of a mapped table (nents of them). */
 #define for_each_sgtable_dma_sg(sgt, sg, i) for_each_sg((sgt)->sgl, sg, (sgt)->nents, i)
 
+/*
+ * dma-debug names the C caller of a wrong call by file and line. Each call that reaches
+ * dma-debug is a macro of its own name that records __FILE__ and __LINE__ first; a
+ * function-like macro is not expanded again inside itself, so the inner name is the real
+ * function (take its address, or call it through a pointer, as usual: then the caller is
+ * unknown). The short forms above expand to these. Define DMA_NO_CALLER_MACROS before
+ * including this header to call the functions directly.
+ */
+#ifndef DMA_NO_CALLER_MACROS
+#define DMA_CALLER_(call) (dma_debug_set_caller(__FILE__, __LINE__), call)
+#define dma_alloc_attrs(...) DMA_CALLER_(dma_alloc_attrs(__VA_ARGS__))
+#define dma_free_attrs(...) DMA_CALLER_(dma_free_attrs(__VA_ARGS__))
+#define dma_alloc_coherent(...) DMA_CALLER_(dma_alloc_coherent(__VA_ARGS__))
+#define dma_free_coherent(...) DMA_CALLER_(dma_free_coherent(__VA_ARGS__))
+#define dma_alloc_wc(...) DMA_CALLER_(dma_alloc_wc(__VA_ARGS__))
+#define dma_free_wc(...) DMA_CALLER_(dma_free_wc(__VA_ARGS__))
+#define dma_alloc_pages(...) DMA_CALLER_(dma_alloc_pages(__VA_ARGS__))
+#define dma_free_pages(...) DMA_CALLER_(dma_free_pages(__VA_ARGS__))
+#define dma_alloc_noncoherent(...) DMA_CALLER_(dma_alloc_noncoherent(__VA_ARGS__))
+#define dma_free_noncoherent(...) DMA_CALLER_(dma_free_noncoherent(__VA_ARGS__))
+#define dma_map_single_attrs(...) DMA_CALLER_(dma_map_single_attrs(__VA_ARGS__))
+#define dma_unmap_single_attrs(...) DMA_CALLER_(dma_unmap_single_attrs(__VA_ARGS__))
+#define dma_map_page_attrs(...) DMA_CALLER_(dma_map_page_attrs(__VA_ARGS__))
+#define dma_unmap_page_attrs(...) DMA_CALLER_(dma_unmap_page_attrs(__VA_ARGS__))
+#define dma_map_sg_attrs(...) DMA_CALLER_(dma_map_sg_attrs(__VA_ARGS__))
+#define dma_unmap_sg_attrs(...) DMA_CALLER_(dma_unmap_sg_attrs(__VA_ARGS__))
+#define dma_map_sgtable(...) DMA_CALLER_(dma_map_sgtable(__VA_ARGS__))
+#define dma_unmap_sgtable(...) DMA_CALLER_(dma_unmap_sgtable(__VA_ARGS__))
+#define dma_sync_single_for_cpu(...) DMA_CALLER_(dma_sync_single_for_cpu(__VA_ARGS__))
+#define dma_sync_single_for_device(...) DMA_CALLER_(dma_sync_single_for_device(__VA_ARGS__))
+#define dma_sync_single_range_for_cpu(...) DMA_CALLER_(dma_sync_single_range_for_cpu(__VA_ARGS__))
+#define dma_sync_single_range_for_device(...) DMA_CALLER_(dma_sync_single_range_for_device(__VA_ARGS__))
+#define dma_sync_sg_for_cpu(...) DMA_CALLER_(dma_sync_sg_for_cpu(__VA_ARGS__))
+#define dma_sync_sg_for_device(...) DMA_CALLER_(dma_sync_sg_for_device(__VA_ARGS__))
+#define dma_sync_sgtable_for_cpu(...) DMA_CALLER_(dma_sync_sgtable_for_cpu(__VA_ARGS__))
+#define dma_sync_sgtable_for_device(...) DMA_CALLER_(dma_sync_sgtable_for_device(__VA_ARGS__))
+#define dma_cache_sync(...) DMA_CALLER_(dma_cache_sync(__VA_ARGS__))
+#define dma_mapping_error(...) DMA_CALLER_(dma_mapping_error(__VA_ARGS__))
+#define dma_sim_read(...) DMA_CALLER_(dma_sim_read(__VA_ARGS__))
+#define dma_sim_write(...) DMA_CALLER_(dma_sim_write(__VA_ARGS__))
+#define dma_device_destroy(...) DMA_CALLER_(dma_device_destroy(__VA_ARGS__))
+#endif /* DMA_NO_CALLER_MACROS */
+
 #endif /* DMA_MAPPING_INLINE_H */

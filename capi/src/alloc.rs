@@ -62,7 +62,7 @@ pub unsafe extern "C" fn dma_alloc_attrs(
     flag: gfp_t,
     attrs: c_ulong,
 ) -> *mut c_void {
-    boundary!(null, {
+    c_call!(null, {
         let a = self::attrs("dma_alloc_attrs", attrs)?;
         // SAFETY: forwarded from the caller.
         unsafe { alloc("dma_alloc_attrs", dev, size, dma_handle, flag, a) }
@@ -85,7 +85,7 @@ pub unsafe extern "C" fn dma_free_attrs(
     dma_handle: dma_addr_t,
     attrs: c_ulong,
 ) {
-    boundary!(nothing, {
+    c_call!(nothing, {
         if cpu_addr.is_null() {
             return Ok(());
         }
@@ -112,7 +112,7 @@ pub unsafe extern "C" fn dma_alloc_coherent(
     dma_handle: *mut dma_addr_t,
     gfp: gfp_t,
 ) -> *mut c_void {
-    boundary!(null, {
+    c_call!(null, {
         let a = if Gfp::from_bits_retain(gfp).contains(Gfp::__GFP_NOWARN) { Attrs::NO_WARN } else { Attrs::empty() };
         // SAFETY: forwarded from the caller.
         unsafe { alloc("dma_alloc_coherent", dev, size, dma_handle, gfp, a) }
@@ -179,7 +179,7 @@ pub unsafe extern "C" fn dma_alloc_pages(
     dir: DmaDataDirection,
     gfp: gfp_t,
 ) -> *mut page {
-    boundary!(null, {
+    c_call!(null, {
         const F: &str = "dma_alloc_pages";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;
@@ -206,7 +206,7 @@ pub unsafe extern "C" fn dma_free_pages(
     dma_handle: dma_addr_t,
     dir: DmaDataDirection,
 ) {
-    boundary!(nothing, {
+    c_call!(nothing, {
         const F: &str = "dma_free_pages";
         if page.is_null() {
             return Ok(());
@@ -254,7 +254,7 @@ pub unsafe extern "C" fn dma_free_noncoherent(
     dma_handle: dma_addr_t,
     dir: DmaDataDirection,
 ) {
-    boundary!(nothing, {
+    c_call!(nothing, {
         const F: &str = "dma_free_noncoherent";
         if vaddr.is_null() {
             return Ok(());

@@ -27,6 +27,15 @@ macro_rules! boundary {
     }};
 }
 
+/// [`boundary!`] run with the C caller the header's macros passed (see `caller`), for
+/// the exports that reach dma-debug: the body's allocations, mappings and syncs are
+/// reported against that file and line.
+macro_rules! c_call {
+    ($shape:expr, $body:expr) => {
+        $crate::caller::scope(|| boundary!($shape, $body))
+    };
+}
+
 /// Error shape of pointer-returning functions.
 pub(crate) fn null<T>(_: Errno) -> *mut T {
     std::ptr::null_mut()

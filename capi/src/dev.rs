@@ -1,13 +1,13 @@
 //! `struct device`: creating and destroying devices, their masks and limits.
 #![allow(non_camel_case_types)]
 
-use std::ffi::{CStr, c_int};
+use std::ffi::{CStr, c_int, c_uint, c_ulong};
 use std::sync::Arc;
 
 use dma_core::sim::BusMaster;
 use dma_core::{BusDmaRegion, Coherence, Device, DeviceConfig, DmaAddr, DmaMask, Errno, PhysAddr};
 
-use crate::boundary::{neg, null, refuse, zero};
+use crate::boundary::{neg, nothing, null, refuse, zero};
 use crate::system::system;
 use crate::types::{dma_addr_t, dma_device_config};
 
@@ -37,8 +37,9 @@ fn mask(raw: u64, default: DmaMask) -> Result<DmaMask, Errno> {
 }
 
 /// Creates a device on the system (built from `$DMA_OPTS` if nothing built it yet).
-/// Returns NULL for a NULL config or name, an invalid mask or window, or a mask the
-/// platform cannot serve (the reason is printed).
+/// Returns NULL for a NULL config or name, an invalid mask or window, a mask the
+/// platform cannot serve, or a `cma_size` that does not fit within its reach (the
+/// reason is printed).
 ///
 /// # Safety
 ///
@@ -78,6 +79,9 @@ pub unsafe extern "C" fn dma_device_create(config: *const dma_device_config) -> 
                 });
             }
         }
+        if c.cma_size != 0 {
+            cfg = cfg.cma(c.cma_size);
+        }
         let dev = Device::new(system()?, cfg)?;
         let bus = BusMaster::new(&dev);
         Ok(Box::into_raw(Box::new(device { dev, bus })))
@@ -85,7 +89,9 @@ pub unsafe extern "C" fn dma_device_create(config: *const dma_device_config) -> 
 }
 
 /// Destroys a device. NULL is a no-op. Allocations and mappings still live on it stay
-/// valid memory of the system but can no longer be freed through it.
+/// valid memory of the system but can no longer be freed through it (dma-debug reports
+/// them; a contiguous area of the device's own with live allocations is kept, not
+/// reused).
 ///
 /// # Safety
 ///
@@ -93,7 +99,7 @@ pub unsafe extern "C" fn dma_device_create(config: *const dma_device_config) -> 
 /// uses it afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dma_device_destroy(dev: *mut device) {
-    boundary!(|_| (), {
+    c_call!(nothing, {
         if !dev.is_null() {
             // SAFETY: the pointer came from `Box::into_raw` in `dma_device_create` and is
             // destroyed once (the caller's contract).
@@ -208,4 +214,65 @@ pub unsafe extern "C" fn dma_need_sync(dev: *mut device, dma_addr: dma_addr_t) -
 pub unsafe extern "C" fn dma_addressing_limited(dev: *mut device) -> bool {
     // SAFETY: forwarded from the caller.
     boundary!(|_| true, Ok(unsafe { to_dev("dma_addressing_limited", dev) }?.dev.addressing_limited()))
+}
+
+/// `dma_get_max_seg_size`: the longest scatter-gather segment the device takes (64 KiB
+/// unless set); 0 for a NULL device.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_get_max_seg_size(dev: *mut device) -> c_uint {
+    // SAFETY: forwarded from the caller.
+    boundary!(zero, Ok(unsafe { to_dev("dma_get_max_seg_size", dev) }?.dev.max_segment_size() as c_uint))
+}
+
+/// `dma_set_max_seg_size`: 0, or `-EINVAL` for a NULL device or size 0.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_set_max_seg_size(dev: *mut device, size: c_uint) -> c_int {
+    boundary!(neg, {
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { to_dev("dma_set_max_seg_size", dev) }?;
+        d.dev
+            .set_max_segment_size(size)
+            .map_err(|e| refuse("dma_set_max_seg_size", format_args!("size {size}: {e}")))?;
+        Ok(0)
+    })
+}
+
+/// `dma_get_seg_boundary`: the mask of address bits a segment may not cross
+/// (`ULONG_MAX` unless set); 0 for a NULL device.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_get_seg_boundary(dev: *mut device) -> c_ulong {
+    // SAFETY: forwarded from the caller.
+    boundary!(zero, Ok(unsafe { to_dev("dma_get_seg_boundary", dev) }?.dev.segment_boundary_mask() as c_ulong))
+}
+
+/// `dma_set_seg_boundary`: 0, or `-EINVAL` for a NULL device or a mask that is not all
+/// ones below some bit.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_set_seg_boundary(dev: *mut device, mask: c_ulong) -> c_int {
+    boundary!(neg, {
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { to_dev("dma_set_seg_boundary", dev) }?;
+        #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
+        let m = u64::from(mask);
+        d.dev
+            .set_segment_boundary_mask(m)
+            .map_err(|e| refuse("dma_set_seg_boundary", format_args!("{mask:#x}: {e}")))?;
+        Ok(0)
+    })
 }

@@ -5,7 +5,9 @@
 //! shapes: a failed allocation is `NULL`, a failed mapping `DMA_MAPPING_ERROR`, a failed
 //! scatter-gather mapping 0 entries, anything else a negative errno. What the kernel
 //! gets from elsewhere (the platform, `struct device`, `kmalloc`, the device's side of
-//! DMA) is here too, under `dma_system_*`, `dma_device_*`, `dmalib_*` and `dma_sim_*`.
+//! DMA) is here too, under `dma_system_*`, `dma_device_*`, `dmalib_*` and `dma_sim_*`;
+//! dma-debug's counters and reports under `dma_debug_*`, the contiguous areas'
+//! statistics under `dma_cma_*`.
 //!
 //! Rules every export follows (after rustls-ffi):
 //!
@@ -29,6 +31,9 @@
 #[macro_use]
 mod boundary;
 mod alloc;
+mod caller;
+mod cma;
+mod debug;
 mod dev;
 mod kmem;
 mod mapping;
@@ -39,6 +44,9 @@ mod system;
 mod types;
 
 pub use alloc::*;
+pub use caller::*;
+pub use cma::*;
+pub use debug::*;
 pub use dev::*;
 pub use kmem::*;
 pub use mapping::*;

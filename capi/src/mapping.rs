@@ -4,6 +4,10 @@
 //! Map calls return `DMA_MAPPING_ERROR` on failure; unmap and sync calls are `void` and
 //! refuse bad input with a message (dma-core's, or one from here for NULL and
 //! out-of-range arguments), never a crash.
+//!
+//! A C caller gets a bus address, not a `Result`, so each successful map tells dma-debug
+//! to expect a `dma_mapping_error` on it before the unmap (as `debug_dma_map_page` marks
+//! its entry `MAP_ERR_NOT_CHECKED`).
 
 use std::ffi::{c_int, c_ulong, c_void};
 
@@ -36,13 +40,17 @@ pub unsafe extern "C" fn dma_map_single_attrs(
     dir: DmaDataDirection,
     attrs: c_ulong,
 ) -> dma_addr_t {
-    boundary!(mapping_error, {
+    c_call!(mapping_error, {
         const F: &str = "dma_map_single_attrs";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;
         let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
         // SAFETY: forwarded from the caller; dma-core checks NULL and size 0.
-        Ok(unsafe { d.dev.map_single(ptr.cast(), size, dir, a) }?.0)
+        let dma = unsafe { d.dev.map_single(ptr.cast(), size, dir, a) }?;
+        if crate::caller::debug_on() {
+            d.dev.debug_expect_mapping_check(dma);
+        }
+        Ok(dma.0)
     })
 }
 
@@ -61,7 +69,7 @@ pub unsafe extern "C" fn dma_unmap_single_attrs(
     dir: DmaDataDirection,
     attrs: c_ulong,
 ) {
-    boundary!(nothing, {
+    c_call!(nothing, {
         const F: &str = "dma_unmap_single_attrs";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;
@@ -89,14 +97,18 @@ pub unsafe extern "C" fn dma_map_page_attrs(
     dir: DmaDataDirection,
     attrs: c_ulong,
 ) -> dma_addr_t {
-    boundary!(mapping_error, {
+    c_call!(mapping_error, {
         const F: &str = "dma_map_page_attrs";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;
         let pg = page_of(F, d.dev.system(), page)?;
         let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
         // SAFETY: forwarded from the caller; dma-core checks the range is RAM.
-        Ok(unsafe { d.dev.map_page(pg, offset, size, dir, a) }?.0)
+        let dma = unsafe { d.dev.map_page(pg, offset, size, dir, a) }?;
+        if crate::caller::debug_on() {
+            d.dev.debug_expect_mapping_check(dma);
+        }
+        Ok(dma.0)
     })
 }
 
@@ -162,7 +174,7 @@ pub unsafe extern "C" fn dma_sync_single_for_cpu(
     dir: DmaDataDirection,
 ) {
     // SAFETY: forwarded from the caller.
-    boundary!(nothing, unsafe { sync("dma_sync_single_for_cpu", dev, addr, 0, size, dir, false) })
+    c_call!(nothing, unsafe { sync("dma_sync_single_for_cpu", dev, addr, 0, size, dir, false) })
 }
 
 /// `dma_sync_single_for_device`: gives the device ownership; what the CPU wrote becomes
@@ -179,7 +191,7 @@ pub unsafe extern "C" fn dma_sync_single_for_device(
     dir: DmaDataDirection,
 ) {
     // SAFETY: forwarded from the caller.
-    boundary!(nothing, unsafe { sync("dma_sync_single_for_device", dev, addr, 0, size, dir, true) })
+    c_call!(nothing, unsafe { sync("dma_sync_single_for_device", dev, addr, 0, size, dir, true) })
 }
 
 /// `dma_sync_single_range_for_cpu`: the sync at `addr + offset`.
@@ -196,7 +208,7 @@ pub unsafe extern "C" fn dma_sync_single_range_for_cpu(
     dir: DmaDataDirection,
 ) {
     // SAFETY: forwarded from the caller.
-    boundary!(nothing, unsafe { sync("dma_sync_single_range_for_cpu", dev, addr, offset, size, dir, false) })
+    c_call!(nothing, unsafe { sync("dma_sync_single_range_for_cpu", dev, addr, offset, size, dir, false) })
 }
 
 /// `dma_sync_single_range_for_device`: the sync at `addr + offset`.
@@ -213,7 +225,7 @@ pub unsafe extern "C" fn dma_sync_single_range_for_device(
     dir: DmaDataDirection,
 ) {
     // SAFETY: forwarded from the caller.
-    boundary!(nothing, unsafe { sync("dma_sync_single_range_for_device", dev, addr, offset, size, dir, true) })
+    c_call!(nothing, unsafe { sync("dma_sync_single_range_for_device", dev, addr, offset, size, dir, true) })
 }
 
 /// `dma_cache_sync`, deprecated: a shim over the ownership transfers for a cached
@@ -226,7 +238,7 @@ pub unsafe extern "C" fn dma_sync_single_range_for_device(
 /// As `dma_sync_single_for_cpu`, for `[vaddr, vaddr + size)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dma_cache_sync(dev: *mut device, vaddr: *mut c_void, size: usize, dir: DmaDataDirection) {
-    boundary!(nothing, {
+    c_call!(nothing, {
         const F: &str = "dma_cache_sync";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;
@@ -240,10 +252,25 @@ pub unsafe extern "C" fn dma_cache_sync(dev: *mut device, vaddr: *mut c_void, si
     })
 }
 
-/// `dma_mapping_error`: `-ENOMEM` if `dma_addr` is `DMA_MAPPING_ERROR`, else 0.
-/// `dev` is not used (it may be NULL).
+/// `dma_mapping_error`: `-ENOMEM` if `dma_addr` is `DMA_MAPPING_ERROR`, else 0. With
+/// dma-debug on it also records that the caller checked this mapping: unmapping a
+/// `dma_map_single_attrs` / `dma_map_page_attrs` result without this call is reported,
+/// as in the kernel (scatter-gather results are checked by their count instead). `dev`
+/// may be NULL (then nothing is recorded).
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
 #[unsafe(no_mangle)]
-pub extern "C" fn dma_mapping_error(dev: *mut device, dma_addr: dma_addr_t) -> c_int {
-    let _ = dev;
-    boundary!(neg, if DmaAddr(dma_addr).is_error() { Err(Errno::ENOMEM) } else { Ok(0) })
+pub unsafe extern "C" fn dma_mapping_error(dev: *mut device, dma_addr: dma_addr_t) -> c_int {
+    c_call!(neg, {
+        let dma = DmaAddr(dma_addr);
+        // SAFETY: the caller passes NULL or a live device.
+        match unsafe { dev.as_ref() } {
+            Some(d) => d.dev.mapping_error(dma)?,
+            None if dma.is_error() => return Err(Errno::ENOMEM),
+            None => {}
+        }
+        Ok(0)
+    })
 }

@@ -62,7 +62,7 @@ pub unsafe extern "C" fn dma_map_sg_attrs(
     dir: DmaDataDirection,
     attrs: c_ulong,
 ) -> c_uint {
-    boundary!(zero, {
+    c_call!(zero, {
         const F: &str = "dma_map_sg_attrs";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn dma_unmap_sg_attrs(
     dir: DmaDataDirection,
     attrs: c_ulong,
 ) {
-    boundary!(nothing, {
+    c_call!(nothing, {
         const F: &str = "dma_unmap_sg_attrs";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;
@@ -116,7 +116,7 @@ pub unsafe extern "C" fn dma_map_sgtable(
     dir: DmaDataDirection,
     attrs: c_ulong,
 ) -> c_int {
-    boundary!(neg, {
+    c_call!(neg, {
         const F: &str = "dma_map_sgtable";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;
@@ -142,7 +142,7 @@ pub unsafe extern "C" fn dma_unmap_sgtable(
     dir: DmaDataDirection,
     attrs: c_ulong,
 ) {
-    boundary!(nothing, {
+    c_call!(nothing, {
         const F: &str = "dma_unmap_sgtable";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;
@@ -189,7 +189,7 @@ pub unsafe extern "C" fn dma_sync_sg_for_cpu(
 ) {
     const F: &str = "dma_sync_sg_for_cpu";
     // SAFETY: forwarded from the caller.
-    boundary!(nothing, unsafe { sync(F, dev, entries(F, sg, nelems), dir, false) })
+    c_call!(nothing, unsafe { sync(F, dev, entries(F, sg, nelems), dir, false) })
 }
 
 /// `dma_sync_sg_for_device`: pass the `nents` given to the map call.
@@ -206,7 +206,7 @@ pub unsafe extern "C" fn dma_sync_sg_for_device(
 ) {
     const F: &str = "dma_sync_sg_for_device";
     // SAFETY: forwarded from the caller.
-    boundary!(nothing, unsafe { sync(F, dev, entries(F, sg, nelems), dir, true) })
+    c_call!(nothing, unsafe { sync(F, dev, entries(F, sg, nelems), dir, true) })
 }
 
 /// `dma_sync_sgtable_for_cpu`: syncs `sgt->orig_nents` entries.
@@ -218,7 +218,7 @@ pub unsafe extern "C" fn dma_sync_sg_for_device(
 pub unsafe extern "C" fn dma_sync_sgtable_for_cpu(dev: *mut device, sgt: *mut sg_table, dir: DmaDataDirection) {
     const F: &str = "dma_sync_sgtable_for_cpu";
     // SAFETY: forwarded from the caller.
-    boundary!(nothing, unsafe { sync(F, dev, table(F, sgt).map(|(_, e)| e), dir, false) })
+    c_call!(nothing, unsafe { sync(F, dev, table(F, sgt).map(|(_, e)| e), dir, false) })
 }
 
 /// `dma_sync_sgtable_for_device`: syncs `sgt->orig_nents` entries.
@@ -230,7 +230,7 @@ pub unsafe extern "C" fn dma_sync_sgtable_for_cpu(dev: *mut device, sgt: *mut sg
 pub unsafe extern "C" fn dma_sync_sgtable_for_device(dev: *mut device, sgt: *mut sg_table, dir: DmaDataDirection) {
     const F: &str = "dma_sync_sgtable_for_device";
     // SAFETY: forwarded from the caller.
-    boundary!(nothing, unsafe { sync(F, dev, table(F, sgt).map(|(_, e)| e), dir, true) })
+    c_call!(nothing, unsafe { sync(F, dev, table(F, sgt).map(|(_, e)| e), dir, true) })
 }
 
 /// `sg_alloc_table`: a table of `nents` zeroed entries. Returns 0, or `-EINVAL` for a

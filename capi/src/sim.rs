@@ -29,7 +29,7 @@ fn faulted(_: Fault) -> Errno {
 /// `dev` is NULL or a live device; `buf` is NULL or writable for `len` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dma_sim_read(dev: *mut device, addr: dma_addr_t, buf: *mut c_void, len: usize) -> c_int {
-    boundary!(neg, {
+    c_call!(neg, {
         const F: &str = "dma_sim_read";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;
@@ -53,7 +53,7 @@ pub unsafe extern "C" fn dma_sim_read(dev: *mut device, addr: dma_addr_t, buf: *
 /// `dev` is NULL or a live device; `buf` is NULL or readable for `len` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dma_sim_write(dev: *mut device, addr: dma_addr_t, buf: *const c_void, len: usize) -> c_int {
-    boundary!(neg, {
+    c_call!(neg, {
         const F: &str = "dma_sim_write";
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev(F, dev) }?;

@@ -5,6 +5,7 @@
 use std::ffi::{CStr, c_char, c_int};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use dma_core::options::DebugMode;
 use dma_core::{Errno, Options, System};
 
 use crate::boundary::{neg, refuse};
@@ -20,6 +21,9 @@ fn build(make: impl FnOnce() -> Result<Arc<System>, Errno>) -> Result<&'static A
         return Err(Errno::EBUSY);
     }
     let sys = make()?;
+    if sys.options().dma_debug != DebugMode::Off {
+        crate::caller::set_debug_on();
+    }
     Ok(SYSTEM.get_or_init(|| sys))
 }
 

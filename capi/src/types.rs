@@ -180,7 +180,13 @@ pub struct dma_bus_region {
 }
 
 /// How to create a device. Zero-initialise it and set what matters: a zeroed config is
-/// a non-coherent device with 32-bit masks, no bus limit and identity translation.
+/// a non-coherent device with 32-bit masks, no bus limit, identity translation and no
+/// contiguous area of its own.
+///
+/// Layout (part of the ABI): the fields in the order below, with the C compiler's usual
+/// padding. New fields are only ever added at the end, so a zeroed config keeps its
+/// meaning; a program compiled against an older header must be recompiled before it
+/// links a newer library.
 #[repr(C)]
 #[derive(Debug)]
 pub struct dma_device_config {
@@ -202,6 +208,10 @@ pub struct dma_device_config {
     pub max_segment_size: c_uint,
     /// True for a device that snoops the CPU caches; false for a non-coherent one.
     pub coherent: bool,
+    /// Size in bytes of a contiguous area of the device's own (the kernel's per-device
+    /// `shared-dma-pool`), reserved within the coherent mask's reach at creation and
+    /// rounded up to 2 MiB; 0 for none. Its allocations of any size come from it first.
+    pub cma_size: u64,
 }
 
 /// Free and total pages of one zone.

@@ -99,31 +99,91 @@ fn run(exe: &Path, opts: &str) {
     assert!(!text.contains("AddressSanitizer"), "{} has AddressSanitizer findings:\n{text}", exe.display());
 }
 
-fn c_test(name: &str, lang: Lang) {
+/// Builds and runs `tests/c/{name}.c` with `opts` as its `DMA_OPTS`.
+fn c_test(name: &str, lang: Lang, opts: &str) {
     let exe = build(&format!("tests/c/{name}.c"), lang);
-    run(&exe, "");
+    run(&exe, opts);
 }
 
+/// One test per program and language: `name` runs with empty `DMA_OPTS`,
+/// `name = "opts"` with those options.
 macro_rules! c_tests {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident $(= $opts:literal)?),* $(,)?) => {
         mod c {
-            $(#[test] fn $name() { super::c_test(stringify!($name), super::Lang::C) })*
+            $(#[test] fn $name() { super::c_test(stringify!($name), super::Lang::C, concat!("" $(, $opts)?)) })*
         }
         mod cxx {
-            $(#[test] fn $name() { super::c_test(stringify!($name), super::Lang::Cxx) })*
+            $(#[test] fn $name() { super::c_test(stringify!($name), super::Lang::Cxx, concat!("" $(, $opts)?)) })*
         }
         mod asan {
-            $(#[test] fn $name() { super::c_test(stringify!($name), super::Lang::CAsan) })*
+            $(#[test] fn $name() { super::c_test(stringify!($name), super::Lang::CAsan, concat!("" $(, $opts)?)) })*
         }
     };
 }
 
-c_tests!(alloc, sync, bounce, sg, bad_input, mmap, system);
+c_tests!(alloc, sync, bounce, sg, bad_input, mmap, system, debug = "dma_debug=1", cma = "cma=64M");
 
 #[test]
 fn example_driver_runs() {
     let exe = build("examples/c/ring_driver.c", Lang::C);
     run(&exe, "");
+}
+
+/// `scripts/install.sh` into a fresh prefix (with this build's libraries), then the example
+/// driver is built as its users would: the installed header, flags from `pkg-config`, once
+/// against `libdma.so` and once fully static.
+#[test]
+fn example_driver_builds_from_the_installed_library_with_pkg_config() {
+    let prefix = out_dir().join("install-prefix");
+    let _ = std::fs::remove_dir_all(&prefix);
+    let lib_dir = libdma().parent().expect("a directory").to_path_buf();
+    let out = Command::new(root().join("scripts/install.sh"))
+        .arg("--from")
+        .arg(&lib_dir)
+        .arg(&prefix)
+        .output()
+        .expect("scripts/install.sh runs");
+    assert!(out.status.success(), "install.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["include/dma-mapping.h", "include/dma-kernel-compat.h", "lib/libdma.a", "lib/libdma.so"] {
+        assert!(prefix.join(f).is_file(), "{f} is not installed");
+    }
+    let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/dma.pc")).expect("dma.pc is installed");
+    assert!(pc.contains("Libs.private: -lpthread -ldl -lm -lrt"), "dma.pc:\n{pc}");
+
+    let pkg_config = |args: &[&str]| -> Vec<String> {
+        let out = Command::new("pkg-config")
+            .args(args)
+            .arg("dma")
+            .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+            .output()
+            .expect("pkg-config is installed (scripts/test.sh installs it)");
+        assert!(out.status.success(), "pkg-config {args:?} dma failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("flags are UTF-8").split_whitespace().map(str::to_owned).collect()
+    };
+    let src = root().join("examples/c/ring_driver.c");
+    for (name, static_link) in [("ring_driver-installed", false), ("ring_driver-installed-static", true)] {
+        let exe = out_dir().join(name);
+        let mut cmd = compiler(Lang::C);
+        if static_link {
+            cmd.arg("-static");
+        }
+        cmd.arg(&src).args(pkg_config(&["--cflags"]));
+        cmd.args(pkg_config(if static_link { &["--libs", "--static"] } else { &["--libs"] }));
+        cmd.arg("-o").arg(&exe);
+        let out = cmd.output().expect("the C compiler runs");
+        assert!(out.status.success(), "building {name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(&exe)
+            .env("DMA_OPTS", "")
+            .env("LD_LIBRARY_PATH", prefix.join("lib"))
+            .output()
+            .expect("the example runs");
+        assert!(
+            out.status.success(),
+            "{name} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

@@ -198,7 +198,7 @@ impl Debug {
 
     /// `dma_mapping_error`: the caller looked at the result.
     pub(crate) fn mapping_checked(&self, dev: u64, dma: DmaAddr) {
-        if let Some(e) = self.bucket(dma.0).iter_mut().find(|e| e.dev == dev && e.dma == dma.0) {
+        if let Some(e) = self.bucket(dma.0).iter_mut().find(|e| e.dev == dev && e.dma == dma.0 && !e.checked) {
             e.checked = true;
         }
     }
