@@ -32,6 +32,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "tests (host)"
 cargo test --workspace --locked
 
+say "host platform (root, real physical addresses)"
+cargo test --locked -p dma-tests --features host --test host
+
 say "benches compile and run once (criterion test mode)"
 cargo test --locked -p dma-benches --benches
 
@@ -41,4 +44,5 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 say "demo"
 cargo run --locked -q -p dma-core --example demo >/dev/null
 
+say "qemu system suite"; tests/qemu/run.sh
 say "all suites passed"

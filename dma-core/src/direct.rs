@@ -167,8 +167,8 @@ pub(crate) fn alloc(dev: &Device, size: usize, gfp: Gfp, attrs: Attrs) -> Result
         // `arch_dma_prep_coherent`: no dirty cached line may later overwrite the memory
         // the uncached alias writes.
         ram.clean_invalidate(phys, size);
-        match ram.remap_uncached(phys, size) {
-            Ok(p) => p,
+        match dev.system().remap_uncached(phys, size) {
+            Ok(p) => p.as_ptr(),
             Err(e) => {
                 release(dev, page, size, dma, "dma_alloc_attrs");
                 return Err(e);

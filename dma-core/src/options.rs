@@ -30,7 +30,10 @@
 //! | `iommu.passthrough` | boolean | IOMMU's choice | 1: devices behind an IOMMU use identity (direct) mappings | `iommu.passthrough=` |
 //! | `dma_debug` | `0\|1\|off\|on\|guard` (any boolean), bare means `on` | `off` | dma-debug checks of every call; `guard` also makes the CPU's view of device-owned whole pages inaccessible, so a CPU touch faults and is named | `dma_debug=off` with `CONFIG_DMA_API_DEBUG` |
 //! | `dma_debug_entries` | `N`, at least 1 | dma-debug's choice | entries dma-debug preallocates for tracking mappings | `dma_debug_entries=` |
-//! | `cache_line` | `N`, a power of two from 16 to 4096 | the architecture's | the simulated platform's cache-line size, in bytes | none |
+//! | `cache_line` | `N`, a power of two from 16 to 4096 | the architecture's | the simulated platform's cache-line size, in bytes (the host platform refuses it: it uses the CPU's) | none |
+//! | `host_mem` | `SIZE`, page aligned, may be 0 | `16M` | the host platform's RAM of 4 KiB pages (a memfd, pinned); such pages are physically scattered, so they serve page-sized allocations | none |
+//! | `hugepages` | `N` | `0` | the host platform's RAM of 2 MiB hugetlb pages (needs `/proc/sys/vm/nr_hugepages` reserved): physically contiguous runs for multi-page allocations, the swiotlb pool and CMA | `hugepages=` |
+//! | `host_low` | `SIZE,LIMIT`, page aligned | none | the host platform also gathers `SIZE` bytes of 4 KiB pages below physical `LIMIT` (for a device with a small mask), allocating more and giving back what lies above | none |
 //!
 //! [`Options`] prints (`Display`) as a canonical string that parses back to an equal value.
 
@@ -145,6 +148,34 @@ pub struct Options {
     pub dma_debug_entries: Option<usize>,
     /// `cache_line=`: the simulated cache-line size in bytes, if set.
     pub cache_line: Option<usize>,
+    /// `host_mem=`, `hugepages=`, `host_low=`: the host platform's memory.
+    pub host: HostOptions,
+}
+
+/// The host platform's memory (`host_mem=`, `hugepages=`, `host_low=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostOptions {
+    /// Bytes of 4 KiB pages, a multiple of 4096 (may be 0).
+    pub mem: u64,
+    /// Number of 2 MiB hugetlb pages.
+    pub hugepages: usize,
+    /// Extra 4 KiB pages to gather below a physical limit, if any.
+    pub low: Option<HostLow>,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions { mem: 16 << 20, hugepages: 0, low: None }
+    }
+}
+
+/// `host_low=SIZE,LIMIT`: gather `size` bytes of pages whose physical addresses lie below `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLow {
+    /// Bytes to gather, a non-zero multiple of 4096.
+    pub size: u64,
+    /// Exclusive physical bound, a non-zero multiple of 4096.
+    pub limit: u64,
 }
 
 impl Default for Options {
@@ -162,6 +193,7 @@ impl Default for Options {
             dma_debug: DebugMode::Off,
             dma_debug_entries: None,
             cache_line: None,
+            host: HostOptions::default(),
         }
     }
 }
@@ -252,6 +284,9 @@ impl Options {
                 self.dma_debug_entries = Some(field(key, value, parse_debug_entries)?);
             }
             "cache_line" => self.cache_line = Some(field(key, value, parse_cache_line)?),
+            "host_mem" => self.host.mem = field(key, value, parse_host_mem)?,
+            "hugepages" => self.host.hugepages = field(key, value, parse_hugepages)?,
+            "host_low" => self.host.low = Some(field(key, value, parse_host_low)?),
             _ => return Err(OptionsError::unknown(key)),
         }
         Ok(())
@@ -320,6 +355,15 @@ impl fmt::Display for Options {
         }
         if let Some(line) = self.cache_line {
             write!(f, " cache_line={line}")?;
+        }
+        if self.host.mem != HostOptions::default().mem {
+            write!(f, " host_mem={}", Size(self.host.mem))?;
+        }
+        if self.host.hugepages != 0 {
+            write!(f, " hugepages={}", self.host.hugepages)?;
+        }
+        if let Some(low) = self.host.low {
+            write!(f, " host_low={},{}", Size(low.size), Size(low.limit))?;
         }
         Ok(())
     }
@@ -578,6 +622,32 @@ fn parse_cache_line(s: &str) -> Result<usize, String> {
     }
 }
 
+fn parse_host_mem(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        n if n % PAGE_SIZE == 0 => Ok(n),
+        _ => Err("expected a multiple of 4096".into()),
+    }
+}
+
+fn parse_hugepages(s: &str) -> Result<usize, String> {
+    match parse_usize(s)? {
+        n if n <= 1 << 20 => Ok(n),
+        _ => Err("expected at most 1048576 pages of 2 MiB".into()),
+    }
+}
+
+fn parse_host_low(s: &str) -> Result<HostLow, String> {
+    let (size, limit) = s.split_once(',').ok_or("expected SIZE,LIMIT")?;
+    let (size, limit) = (parse_size(size)?, parse_size(limit)?);
+    if size == 0 || limit == 0 || size % PAGE_SIZE != 0 || limit % PAGE_SIZE != 0 {
+        return Err("size and limit must be non-zero multiples of 4096".into());
+    }
+    if size > limit {
+        return Err("the size does not fit below the limit".into());
+    }
+    Ok(HostLow { size, limit })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,6 +698,7 @@ mod tests {
             dma_debug: DebugMode::Off,
             dma_debug_entries: None,
             cache_line: None,
+            host: HostOptions { mem: 16 * M, hugepages: 0, low: None },
         };
         assert_eq!((&o, &o), (&want, &Options::default()));
         let canonical = "platform=sim mem=248M@0x800000,256M@0x100000000 zone_dma_bits=24 \
@@ -688,6 +759,10 @@ mod tests {
             ("dma_debug_entries=65536", |o| o.dma_debug_entries = Some(65536)),
             ("cache_line=16", |o| o.cache_line = Some(16)),
             ("cache_line=4096", |o| o.cache_line = Some(4096)),
+            ("host_mem=0", |o| o.host.mem = 0),
+            ("host_mem=64M", |o| o.host.mem = 64 * M),
+            ("hugepages=8", |o| o.host.hugepages = 8),
+            ("host_low=8M,256M", |o| o.host.low = Some(HostLow { size: 8 * M, limit: 256 * M })),
             // Dashes and underscores in keys are the same character.
             ("zone-dma-bits=30 dma-debug", |o| (o.zone_dma_bits, o.dma_debug) = (30, DebugMode::On)),
         ];
@@ -766,6 +841,14 @@ mod tests {
             ("cache_line=48", "power of two"),
             ("cache_line=8192", "power of two"),
             ("cache_line=0", "power of two"),
+            ("host_mem=6K", "multiple of 4096"),
+            ("host_mem=x", "is not a size"),
+            ("hugepages=2M", "is not a decimal"),
+            ("hugepages=2000000", "at most 1048576"),
+            ("host_low=8M", "expected SIZE,LIMIT"),
+            ("host_low=0,256M", "non-zero multiples"),
+            ("host_low=6K,256M", "non-zero multiples"),
+            ("host_low=512M,256M", "does not fit below"),
         ];
         for (s, why) in cases {
             let e = error(s);
@@ -921,8 +1004,15 @@ mod tests {
             proptest::option::of(1usize..),
             proptest::option::of(4u32..=12),
         );
-        (platform, mem, 1u32..=63, swiotlb, cma, flags).prop_map(
-            |(platform, mem, zone_dma_bits, swiotlb, cma, flags)| {
+        let low = proptest::option::of((1u64..1 << 20, 0u64..1 << 20))
+            .prop_map(|l| l.map(|(s, e)| HostLow { size: s * PAGE_SIZE, limit: (s + e) * PAGE_SIZE }));
+        let host = (0u64..1 << 20, 0usize..=1 << 20, low).prop_map(|(pages, hugepages, low)| HostOptions {
+            mem: pages * PAGE_SIZE,
+            hugepages,
+            low,
+        });
+        (platform, mem, 1u32..=63, swiotlb, cma, (flags, host)).prop_map(
+            |(platform, mem, zone_dma_bits, swiotlb, cma, (flags, host))| {
                 let (coherent_pool, iommu_strict, iommu_passthrough, dma_debug, entries, line) = flags;
                 Options {
                     platform,
@@ -936,6 +1026,7 @@ mod tests {
                     dma_debug,
                     dma_debug_entries: entries,
                     cache_line: line.map(|l| 1 << l),
+                    host,
                 }
             },
         )
@@ -944,7 +1035,8 @@ mod tests {
     /// Strings that look like option strings: real keys, plausible value characters.
     fn option_like() -> impl Strategy<Value = String> {
         let keys = "platform mem zone_dma_bits swiotlb cma coherent_pool iommu.strict \
-                    iommu.passthrough dma_debug dma-debug-entries cache_line bogus";
+                    iommu.passthrough dma_debug dma-debug-entries cache_line host_mem hugepages \
+                    host_low bogus";
         let token = (
             proptest::sample::select(keys.split_whitespace().collect::<Vec<_>>()),
             proptest::option::of("[0-9a-fxKMGTkmgt@,\\-=]{0,24}|force|noforce|guard|host|sim"),

@@ -15,8 +15,10 @@ use crate::direction::Direction;
 use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
 use crate::log::{Level, Log, Sink};
+use crate::mem::host::{HostRam, NO_UNCACHED};
 use crate::mem::kmalloc::Kmalloc;
 use crate::mem::page_alloc::{Page, PageAllocator, Zone};
+use crate::mem::platform::Platform;
 use crate::mem::sim::SimRam;
 use crate::options::{DebugMode, Options, PlatformKind, SwiotlbForce};
 use crate::swiotlb::{IO_TLB_SEGSIZE, IO_TLB_SIZE, Swiotlb, SwiotlbStats};
@@ -65,22 +67,24 @@ impl SystemBuilder {
     ///
     /// # Errors
     ///
-    /// `ENODEV` for a platform this build cannot provide; `EINVAL` for a layout the
-    /// platform refuses; `ENOMEM` or the OS error when RAM cannot be mapped.
+    /// `EINVAL` for a layout the platform refuses; `ENOMEM` or the OS error when RAM
+    /// cannot be mapped; on the host platform `EPERM` without the privilege to read
+    /// physical addresses (root), with a message naming it.
     pub fn build(self) -> Result<Arc<System>> {
         let log = Log::new();
         log.set(self.sink);
         let o = self.options;
-        if o.platform != PlatformKind::Sim {
-            log.emit(
-                Level::Error,
-                "dma",
-                format_args!("platform {:?} is not available in this build; use platform=sim", o.platform),
-            );
-            return Err(Errno::ENODEV);
-        }
-        let line = o.cache_line.unwrap_or_else(dma_arch::cache_line_size);
-        let ram = SimRam::new(&o.mem, line)?;
+        let ram = match o.platform {
+            PlatformKind::Sim => {
+                Platform::Sim(SimRam::new(&o.mem, o.cache_line.unwrap_or_else(dma_arch::cache_line_size))?)
+            }
+            PlatformKind::Host if o.cache_line.is_some() => {
+                log.emit(Level::Error, "dma", format_args!("cache_line= is for platform=sim; the host uses the CPU's"));
+                return Err(Errno::EINVAL);
+            }
+            PlatformKind::Host => Platform::Host(HostRam::new(&o.host, &log)?),
+        };
+        let line = ram.line_size();
         let pages = PageAllocator::new(ram.ranges(), o.zone_dma_bits);
         let swiotlb = reserve_swiotlb(&o, &ram, &pages, &log);
         let cma = match o.cma {
@@ -98,6 +102,9 @@ impl SystemBuilder {
                             "cma",
                             format_args!("cannot reserve the default area ({} bytes): {e}", c.size),
                         );
+                        if ram.is_host() {
+                            log.emit(Level::Error, "cma", format_args!("{HOST_CONTIG}"));
+                        }
                         return Err(e);
                     }
                 }
@@ -129,19 +136,39 @@ impl fmt::Debug for SystemBuilder {
     }
 }
 
+/// What the host platform adds when something needs physically contiguous memory.
+const HOST_CONTIG: &str = "host platform: physically contiguous memory comes from runs of hugepages; set hugepages=N (and /proc/sys/vm/nr_hugepages)";
+
 /// Takes the bounce pool below 4 GiB, halving the request while it does not fit (as the
-/// kernel does at boot), and says so when it had to.
-fn reserve_swiotlb(o: &Options, ram: &SimRam, pages: &PageAllocator, log: &Log) -> Option<Swiotlb> {
+/// kernel does at boot), and says so when it had to. On the host, below `host_low`'s
+/// limit first when it is set, so small-mask devices can reach the pool.
+fn reserve_swiotlb(o: &Options, ram: &Platform, pages: &PageAllocator, log: &Log) -> Option<Swiotlb> {
     let s = o.swiotlb;
     if s.slots == 0 || s.force == SwiotlbForce::NoForce {
         return None;
     }
+    // On the host, below `host_low`'s limit first; and, as a last resort, anywhere: a heap
+    // buffer has no physical address there, so even a 64-bit device needs the pool.
+    let mut limits = vec![(Zone::Dma32, 1u64 << 32)];
+    if ram.is_host() {
+        if let Some(low) = o.host.low {
+            limits.insert(0, (Zone::Dma32, low.limit.min(1 << 32)));
+        }
+        limits.push((Zone::Normal, u64::MAX));
+    }
     let mut slots = s.slots;
     while slots >= IO_TLB_SEGSIZE {
         let npages = (slots * IO_TLB_SIZE / PAGE_SIZE) as u64;
-        if let Some(pfn) = pages.take_contig(npages, Zone::Dma32, 1 << (32 - PAGE_SHIFT)) {
+        if let Some(pfn) = limits.iter().find_map(|&(z, l)| pages.take_contig(npages, z, l >> PAGE_SHIFT)) {
             if slots != s.slots {
                 log.emit(Level::Warn, "swiotlb", format_args!("only {} of {} slots fit below 4 GiB", slots, s.slots));
+            }
+            if pfn.phys().0 >= 1 << 32 {
+                log.emit(
+                    Level::Warn,
+                    "swiotlb",
+                    format_args!("bounce pool at {} is above 4 GiB: 32-bit devices cannot use it", pfn.phys()),
+                );
             }
             let cpu = ram.cached_ptr(pfn.phys(), slots * IO_TLB_SIZE)?;
             let nareas = s.areas.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -150,13 +177,16 @@ fn reserve_swiotlb(o: &Options, ram: &SimRam, pages: &PageAllocator, log: &Log) 
         slots = (slots / 2) / IO_TLB_SEGSIZE * IO_TLB_SEGSIZE;
     }
     log.emit(Level::Warn, "swiotlb", format_args!("no room below 4 GiB for a bounce pool; bouncing is disabled"));
+    if ram.is_host() {
+        log.emit(Level::Warn, "swiotlb", format_args!("{HOST_CONTIG}"));
+    }
     None
 }
 
 /// The platform and its allocators.
 pub struct System {
     options: Options,
-    ram: SimRam,
+    ram: Platform,
     pages: PageAllocator,
     swiotlb: Option<Swiotlb>,
     cma: Option<Cma>,
@@ -213,7 +243,7 @@ impl System {
         self.cache_alignment
     }
 
-    /// The simulated cache line size.
+    /// The cache line size the platform maintains: the simulated one, or the CPU's on the host.
     pub fn cache_line_size(&self) -> usize {
         self.ram.line_size()
     }
@@ -380,12 +410,20 @@ impl System {
     ///
     /// # Errors
     ///
-    /// `EINVAL` for a range that is not page-aligned RAM; the OS error if mapping fails.
+    /// `EINVAL` for a range that is not page-aligned RAM; `EOPNOTSUPP` (with a message) on
+    /// the host platform, which cannot map memory uncached; the OS error if mapping fails.
     pub fn remap_uncached(&self, phys: PhysAddr, size: usize) -> Result<NonNull<u8>> {
         if phys.page_offset() != 0 || size % PAGE_SIZE != 0 {
             return Err(Errno::EINVAL);
         }
-        self.ram.remap_uncached(phys, size).and_then(|p| NonNull::new(p).ok_or(Errno::EFAULT))
+        let r = self.ram.remap_uncached(phys, size).inspect_err(|e| self.uncached_refused(*e));
+        r.and_then(|p| NonNull::new(p).ok_or(Errno::EFAULT))
+    }
+
+    fn uncached_refused(&self, e: Errno) {
+        if e == Errno::EOPNOTSUPP {
+            self.log.emit(Level::Error, "dma", format_args!("{NO_UNCACHED}"));
+        }
     }
 
     /// Removes a mapping made by [`System::remap_uncached`]; returns its physical range.
@@ -413,7 +451,8 @@ impl System {
     ///
     /// # Errors
     ///
-    /// `EINVAL` for an empty list; the OS error if mapping fails.
+    /// `EINVAL` for an empty list; `EOPNOTSUPP` on the host platform for hugetlb pages
+    /// (they cannot be remapped by 4 KiB pages); the OS error if mapping fails.
     pub fn vmap(&self, pages: &[Page]) -> Result<NonNull<u8>> {
         let phys: Vec<PhysAddr> = pages.iter().map(|p| p.phys()).collect();
         self.ram.vmap(&phys).and_then(|p| NonNull::new(p).ok_or(Errno::EFAULT))
@@ -425,10 +464,11 @@ impl System {
     ///
     /// # Errors
     ///
-    /// As [`System::vmap`].
+    /// As [`System::vmap`]; `EOPNOTSUPP` (with a message) on the host platform.
     pub fn vmap_uncached(&self, pages: &[Page]) -> Result<NonNull<u8>> {
         let phys: Vec<PhysAddr> = pages.iter().map(|p| p.phys()).collect();
-        self.ram.vmap_uncached(&phys).and_then(|p| NonNull::new(p).ok_or(Errno::EFAULT))
+        let r = self.ram.vmap_uncached(&phys).inspect_err(|e| self.uncached_refused(*e));
+        r.and_then(|p| NonNull::new(p).ok_or(Errno::EFAULT))
     }
 
     /// `vunmap`: removes a mapping made by [`System::vmap`]; returns its pages.
@@ -460,7 +500,7 @@ impl System {
         }
     }
 
-    pub(crate) fn ram(&self) -> &SimRam {
+    pub(crate) fn ram(&self) -> &Platform {
         &self.ram
     }
 

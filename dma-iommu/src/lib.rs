@@ -32,6 +32,8 @@ pub mod fq;
 pub mod iova;
 pub mod pgtable;
 mod sg;
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+pub mod vfio;
 
 pub use dma_iommu::OPT_MAPPING_SIZE;
 pub use domain::{Domain, DomainConfig, DomainStats};

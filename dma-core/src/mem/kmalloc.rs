@@ -20,7 +20,7 @@ use crate::addr::{PAGE_SIZE, Pfn, get_order};
 use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
 use crate::mem::page_alloc::{PageAllocator, Zone};
-use crate::mem::sim::SimRam;
+use crate::mem::platform::Platform;
 
 /// What a page in use by kmalloc holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl Kmalloc {
     }
 
     /// `kmalloc(size, gfp)`.
-    pub(crate) fn alloc(&self, ram: &SimRam, pages: &PageAllocator, size: usize, gfp: Gfp) -> Result<NonNull<u8>> {
+    pub(crate) fn alloc(&self, ram: &Platform, pages: &PageAllocator, size: usize, gfp: Gfp) -> Result<NonNull<u8>> {
         if size == 0 {
             return Err(Errno::EINVAL);
         }
@@ -99,7 +99,7 @@ impl Kmalloc {
 
     /// `kfree(ptr)`. Returns `EINVAL` (and frees nothing) for a pointer kmalloc did not
     /// return: a different platform address, a misaligned one, or foreign memory.
-    pub(crate) fn free(&self, ram: &SimRam, pages: &PageAllocator, ptr: NonNull<u8>) -> Result<()> {
+    pub(crate) fn free(&self, ram: &Platform, pages: &PageAllocator, ptr: NonNull<u8>) -> Result<()> {
         let va = ptr.as_ptr() as usize;
         let phys = ram.virt_to_phys(va, 1).ok_or(Errno::EINVAL)?;
         let pfn = phys.pfn();

@@ -256,8 +256,11 @@ impl PageAllocator {
         }
     }
 
+    /// The span holding `pfn`: a binary search, as the host platform has thousands of
+    /// one-page spans (spans are sorted and disjoint, so their ends are sorted too).
     fn span(&self, pfn: u64) -> Option<&Span> {
-        self.spans.iter().find(|s| pfn >= s.base && pfn < s.end)
+        let i = self.spans.partition_point(|s| s.end <= pfn);
+        self.spans.get(i).filter(|s| pfn >= s.base)
     }
 }
 

@@ -34,15 +34,8 @@ use rustix::mm::{MapFlags, ProtFlags, mmap, mmap_anonymous, munmap};
 
 use crate::addr::{PAGE_SIZE, PhysAddr};
 use crate::errno::{Errno, Result};
+use crate::mem::platform::Region;
 use crate::options::MemRange;
-
-/// One range of RAM: physical base, size, and where it sits in the memfds.
-#[derive(Clone, Copy, Debug)]
-struct Region {
-    phys: u64,
-    size: u64,
-    off: usize,
-}
 
 /// A mapping of a base address and length, unmapped on drop.
 #[derive(Debug)]
@@ -129,9 +122,9 @@ impl SimRam {
         self.line
     }
 
-    /// Physical RAM ranges as (base, size), sorted.
-    pub(crate) fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.regions.iter().map(|r| (r.phys, r.size))
+    /// The RAM regions (offsets are into both views), sorted.
+    pub(crate) fn regions(&self) -> &[Region] {
+        &self.regions
     }
 
     /// The offset in the views of `[phys, phys + len)`, if it lies inside one RAM region.
