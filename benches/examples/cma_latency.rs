@@ -9,77 +9,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use dma_cma::CmaArea;
+use dma_benches::cma_pattern::{ALIGN_ORDER, BASE_PFN, PAGES, REQUEST, SEED, cma_area, fragmentation};
 
-/// Pages in the area: 256 MiB of 4 KiB pages.
-const PAGES: u64 = 65536;
-/// The request: 2 MiB.
-const REQUEST: u64 = 512;
-/// The request's alignment: 2 MiB.
-const ALIGN_ORDER: u32 = 9;
-/// First page frame of the area (2 GiB), itself 2 MiB aligned.
-const BASE_PFN: u64 = 0x8_0000;
-/// Seed of the fragmentation pattern, as in `benches/cma.rs`.
-const SEED: u64 = 0x5eed_cafe_f00d_d00d;
-/// Wholly free 2 MiB blocks left in the pattern.
-const HOLES: usize = 4;
-/// Timed alloc + release pairs.
+/// Timed pairs.
 const PAIRS: usize = 100_000;
-
-/// Marsaglia's xorshift64, as in `benches/cma.rs`.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// The pattern of `benches/cma.rs`: alternating used and free runs of 1 to 4 pages, except
-/// `HOLES` aligned 2 MiB blocks in the upper half left free. Keep the two copies identical.
-fn fragmentation(seed: u64) -> Vec<bool> {
-    let mut rng = XorShift(seed);
-    let blocks = PAGES / REQUEST;
-    let mut holes = Vec::new();
-    while holes.len() < HOLES {
-        let block = blocks / 2 + rng.below(blocks / 2);
-        if !holes.contains(&block) {
-            holes.push(block);
-        }
-    }
-    let mut used = vec![false; PAGES as usize];
-    let (mut page, mut in_use) = (0, rng.below(2) == 1);
-    while page < PAGES {
-        let end = (page + 1 + rng.below(4)).min(PAGES);
-        for p in page..end {
-            used[p as usize] = in_use && !holes.contains(&(p / REQUEST));
-        }
-        page = end;
-        in_use = !in_use;
-    }
-    used
-}
-
-/// A `CmaArea` with exactly the `used` pages allocated.
-fn cma_area(used: &[bool]) -> CmaArea {
-    let mut area = CmaArea::new("latency", BASE_PFN, PAGES, 0).expect("valid area");
-    for page in 0..PAGES {
-        assert_eq!(area.alloc(1, 0), Some(BASE_PFN + page));
-    }
-    for (page, _) in (0..).zip(used).filter(|(_, used)| !**used) {
-        area.release(BASE_PFN + page, 1).expect("allocated above");
-    }
-    area
-}
 
 fn micros(nanos: u128) -> f64 {
     nanos as f64 / 1000.0
