@@ -25,7 +25,8 @@
  * of DMA on the simulated platform), dmalib_* (kmalloc and the page allocator; include
  * <dma-kernel-compat.h> for their kernel names), dma_debug_* (dma-debug's counters and
  * reports, with the caller's file and line: see the macros at the end), dma_cma_*
- * (contiguous areas' statistics).
+ * (contiguous areas' statistics), dma_iommu_* (IOMMU domains: a device created with
+ * dma_device_config.iommu set goes through one).
  */
 
 /* Which way data moves (the kernel's values). */
@@ -58,6 +59,21 @@ enum dma_data_direction {
  * Room for kinds in `struct dma_debug_stats`, so new kinds keep its size.
  */
 #define DMA_DEBUG_MAX_ERRORS 32
+
+/**
+ * Invalidation policy from the options (`iommu.strict=`; strict when unset).
+ */
+#define DMA_IOMMU_FLUSH_DEFAULT 0
+
+/**
+ * Every unmap invalidates the IOTLB and frees its IOVA at once (`iommu.strict=1`).
+ */
+#define DMA_IOMMU_FLUSH_STRICT 1
+
+/**
+ * Unmapped IOVAs wait in a flush queue for a batched invalidation (`iommu.strict=0`).
+ */
+#define DMA_IOMMU_FLUSH_LAZY 2
 
 /**
  * Reads and writes may pass each other (e.g. PCIe relaxed ordering).
@@ -279,6 +295,17 @@ enum dma_debug_error {
 struct device;
 
 /**
+ * A domain as C holds it. C sees an opaque `struct dma_iommu_domain *`.
+ */
+struct dma_iommu_domain;
+
+/**
+ * A pool as C holds it: an opaque `struct dma_pool *` from `dma_pool_create`. It keeps
+ * its device alive, so it may outlive `dma_device_destroy`.
+ */
+struct dma_pool;
+
+/**
  * The memory of a page of platform RAM. A `struct page *` is the CPU address of the
  * page's first byte (`page_address` is a cast); C never dereferences it.
  */
@@ -480,6 +507,88 @@ struct dma_device_config {
      * rounded up to 2 MiB; 0 for none. Its allocations of any size come from it first.
      */
     uint64_t cma_size;
+    /**
+     * The IOMMU domain to attach the device to (`dma_iommu_domain_create`), or NULL for
+     * the direct path. Every allocation, mapping, sync and `dma_sim_*` access of the
+     * device then goes through the domain's page table; the device keeps the domain
+     * alive. `range_map` and `bus_dma_limit` still bound the IOVAs it is given.
+     */
+    struct dma_iommu_domain *iommu;
+};
+
+/**
+ * An IOVA range never handed out (an MSI doorbell, a PCI window): `[first, last]`.
+ */
+struct dma_iommu_region {
+    /**
+     * First IOVA of the range.
+     */
+    dma_addr_t first;
+    /**
+     * Last IOVA of the range (inclusive).
+     */
+    dma_addr_t last;
+};
+
+/**
+ * How to create a domain. A zeroed config (or NULL) is the default domain: the whole
+ * 48-bit IOVA space except page 0, the invalidation policy of the options, nothing
+ * reserved.
+ *
+ * Layout (part of the ABI): the fields in the order below; new fields are only ever
+ * added at the end, so a zeroed config keeps its meaning.
+ */
+struct dma_iommu_domain_config {
+    /**
+     * First IOVA of the aperture (page 0 is never handed out).
+     */
+    dma_addr_t aperture_start;
+    /**
+     * Last IOVA of the aperture (inclusive); 0 means the top of the 48-bit space.
+     */
+    dma_addr_t aperture_end;
+    /**
+     * One of `DMA_IOMMU_FLUSH_*`.
+     */
+    unsigned int flush;
+    /**
+     * Ranges never handed out, `nr_reserved` of them; NULL / 0 for none.
+     */
+    const struct dma_iommu_region *reserved;
+    /**
+     * Number of ranges at `reserved`.
+     */
+    size_t nr_reserved;
+};
+
+/**
+ * A snapshot of a domain (`dma_iommu_domain_get_stats`).
+ */
+struct dma_iommu_domain_stats {
+    /**
+     * Bytes mapped in the page table now.
+     */
+    uint64_t mapped_bytes;
+    /**
+     * IOTLB invalidations so far (one per unmap when strict, one per batch when lazy).
+     */
+    uint64_t iotlb_flushes;
+    /**
+     * Unmapped IOVA ranges waiting for an invalidation (lazy only).
+     */
+    uint64_t fq_pending;
+    /**
+     * IOVA ranges allocated now, including reserved ones and those the caches hold.
+     */
+    uint64_t iova_ranges;
+    /**
+     * IOVA ranges held by the per-CPU range caches.
+     */
+    uint64_t iova_cached;
+    /**
+     * True when every unmap invalidates at once.
+     */
+    bool strict;
 };
 
 /**
@@ -890,14 +999,16 @@ void dma_debug_set_report_callback(void (*cb)(const struct dma_debug_report *rep
 
 /**
  * Creates a device on the system (built from `$DMA_OPTS` if nothing built it yet).
- * Returns NULL for a NULL config or name, an invalid mask or window, a mask the
- * platform cannot serve, or a `cma_size` that does not fit within its reach (the
- * reason is printed).
+ * With `config->iommu` set the device is attached to that IOMMU domain. Returns NULL
+ * for a NULL config or name, an invalid mask or window, a mask the platform (or the
+ * domain's aperture) cannot serve, or a `cma_size` that does not fit within its reach
+ * (the reason is printed).
  *
  * # Safety
  *
  * `config` is NULL or points to a valid `struct dma_device_config` whose `name` is a
- * NUL-terminated string and whose `range_map` points to `nr_ranges` entries.
+ * NUL-terminated string, whose `range_map` points to `nr_ranges` entries and whose
+ * `iommu` is NULL or a live domain.
  */
 struct device *dma_device_create(const struct dma_device_config *config);
 
@@ -973,6 +1084,28 @@ uint64_t dma_get_required_mask(struct device *dev);
 size_t dma_max_mapping_size(struct device *dev);
 
 /**
+ * `dma_get_merge_boundary`: the mask of address bits below which `dma_map_sg` may
+ * merge entries into one DMA segment (an IOMMU's page size minus one); 0 when it never
+ * merges (the direct path) and for a NULL device.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+unsigned long dma_get_merge_boundary(struct device *dev);
+
+/**
+ * `dma_opt_mapping_size`: the largest streaming mapping that stays on the fast path
+ * (behind an IOMMU the IOVA caches' range, 128 KiB), never above
+ * `dma_max_mapping_size`; 0 for a NULL device.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+size_t dma_opt_mapping_size(struct device *dev);
+
+/**
  * `dma_need_sync`: whether sync calls on this mapping do anything. True for a NULL
  * device (a sync is never wrong).
  *
@@ -1030,6 +1163,64 @@ unsigned long dma_get_seg_boundary(struct device *dev);
  * `dev` is NULL or a live device.
  */
 int dma_set_seg_boundary(struct device *dev, unsigned long mask);
+
+/**
+ * Creates an IOMMU domain on the system (built from `$DMA_OPTS` if nothing built it
+ * yet). NULL `config` means the defaults. Returns NULL for an aperture that holds no
+ * whole page above page 0 or reaches past the 48-bit IOVA space, an unknown `flush`
+ * value, or a NULL `reserved` with `nr_reserved` > 0 (the reason is printed). With
+ * `iommu.passthrough=1` in the options, devices created with the domain stay on the
+ * direct path, as in the kernel.
+ *
+ * # Safety
+ *
+ * `config` is NULL or points to a valid `struct dma_iommu_domain_config` whose
+ * `reserved` points to `nr_reserved` entries.
+ */
+struct dma_iommu_domain *dma_iommu_domain_create(const struct dma_iommu_domain_config *config);
+
+/**
+ * Destroys the caller's handle of a domain. NULL is a no-op. Devices attached to it
+ * keep it alive until the last of them is destroyed, so this may come before or after
+ * their `dma_device_destroy`; no new device can be attached through this handle.
+ *
+ * # Safety
+ *
+ * `domain` is NULL or a pointer from `dma_iommu_domain_create` not destroyed before;
+ * nothing uses it afterwards.
+ */
+void dma_iommu_domain_destroy(struct dma_iommu_domain *domain);
+
+/**
+ * Fills `*out` with the domain's counters. Returns 0, or `-EINVAL` for a NULL argument
+ * (`*out` untouched).
+ *
+ * # Safety
+ *
+ * `domain` is NULL or a live domain; `out` is NULL or writable.
+ */
+int dma_iommu_domain_get_stats(const struct dma_iommu_domain *domain, struct dma_iommu_domain_stats *out);
+
+/**
+ * `iommu_iova_to_phys`: the physical address `iova` translates to, or 0 when it is not
+ * mapped (or `domain` is NULL).
+ *
+ * # Safety
+ *
+ * `domain` is NULL or a live domain.
+ */
+phys_addr_t dma_iommu_iova_to_phys(const struct dma_iommu_domain *domain, dma_addr_t iova);
+
+/**
+ * `iommu_flush_iotlb_all`: in lazy mode, invalidates now and frees every IOVA waiting
+ * in the flush queue; in strict mode, one more invalidation. NULL is refused with a
+ * message.
+ *
+ * # Safety
+ *
+ * `domain` is NULL or a live domain.
+ */
+void dma_iommu_flush_iotlb_all(struct dma_iommu_domain *domain);
 
 /**
  * `kmalloc`: `size` bytes of platform RAM from the zone `flags` names (`GFP_DMA`,
@@ -1226,6 +1417,119 @@ int dma_mapping_error(struct device *dev, dma_addr_t dma_addr);
  * the caller, holds no Rust or C object in use, and may be replaced.
  */
 int dma_mmap_attrs(struct device *dev, struct vm_area_struct *vma, void *cpu_addr, dma_addr_t dma_addr, size_t size, unsigned long attrs);
+
+/**
+ * `dma_alloc_noncontiguous`: `size` bytes of cached, zeroed memory, owned by the CPU,
+ * that the device sees as one DMA segment: `sgt->nents` is 1 and `sg_dma_address(sgt->sgl)`
+ * / `sg_dma_len(sgt->sgl)` give it. The table's `orig_nents` entries are the CPU pieces:
+ * behind an IOMMU, scattered pages (`dma_vmap_noncontiguous` gives them one CPU range);
+ * on the direct path, one contiguous block. Hand the memory over with
+ * `dma_sync_sgtable_for_device` / `dma_sync_sgtable_for_cpu`.
+ *
+ * Returns the table, or NULL for a NULL device, size 0 or above 4 GiB, `DMA_NONE` or an
+ * invalid direction, zone flags, `__GFP_COMP` or unknown bits in `gfp`, attrs other
+ * than `DMA_ATTR_ALLOC_SINGLE_PAGES` and `DMA_ATTR_NO_WARN`, or no memory or address
+ * space left.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+struct sg_table *dma_alloc_noncontiguous(struct device *dev, size_t size, enum dma_data_direction dir, gfp_t gfp, unsigned long attrs);
+
+/**
+ * `dma_free_noncontiguous`: frees what `dma_alloc_noncontiguous` returned; pass the same
+ * size and direction. NULL `sgt` is a no-op. A table this library did not return (or
+ * already freed), another device's table, a different size, or a table with a live
+ * `dma_vmap_noncontiguous` is refused with a message and nothing is freed.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; if `sgt` is a live table of this device, nothing uses
+ * it or its memory afterwards.
+ */
+void dma_free_noncontiguous(struct device *dev, size_t size, struct sg_table *sgt, enum dma_data_direction dir);
+
+/**
+ * `dma_vmap_noncontiguous`: one virtually contiguous, cached CPU mapping of the first
+ * `size` bytes of a `dma_alloc_noncontiguous` table (on the direct path, the block's own
+ * address). Returns it, or NULL for a NULL device, a table this library did not return
+ * for this device, size 0 or beyond the allocation, or no address space left. Undo with
+ * `dma_vunmap_noncontiguous` before the free.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `sgt` is NULL or a table nothing frees during the call.
+ */
+void *dma_vmap_noncontiguous(struct device *dev, size_t size, struct sg_table *sgt);
+
+/**
+ * `dma_vunmap_noncontiguous`: ends a `dma_vmap_noncontiguous` mapping. NULL `vaddr` is a
+ * no-op; an address that is not a live vmap of this device is refused with a message.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; nothing uses the mapping afterwards.
+ */
+void dma_vunmap_noncontiguous(struct device *dev, void *vaddr);
+
+/**
+ * `dma_pool_create`: a pool of `size`-byte blocks aligned to `align`, none crossing a
+ * `boundary`-aligned address (0 for no boundary), carved from coherent allocations of
+ * `dev`. Returns the pool, or NULL for a NULL name or device, size 0 (or above
+ * `INT_MAX`), an `align` that is not a power of two, or a `boundary` that is not a power
+ * of two or is smaller than the block (the reason is printed).
+ *
+ * # Safety
+ *
+ * `name` is NULL or a NUL-terminated string; `dev` is NULL or a live device.
+ */
+struct dma_pool *dma_pool_create(const char *name, struct device *dev, size_t size, size_t align, size_t boundary);
+
+/**
+ * `dma_pool_alloc`: a block (zeroed with `__GFP_ZERO`); writes its bus address to
+ * `*handle`. Returns NULL for a NULL pool or handle, unknown `mem_flags` bits, or no
+ * memory for a new chunk (`*handle` untouched).
+ *
+ * # Safety
+ *
+ * `pool` is NULL or a live pool; `handle` is NULL or writable.
+ */
+void *dma_pool_alloc(struct dma_pool *pool, gfp_t mem_flags, dma_addr_t *handle);
+
+/**
+ * `dma_pool_zalloc`: `dma_pool_alloc` of a zeroed block.
+ *
+ * # Safety
+ *
+ * As `dma_pool_alloc`.
+ */
+void *dma_pool_zalloc(struct dma_pool *pool, gfp_t mem_flags, dma_addr_t *handle);
+
+/**
+ * `dma_pool_free`: returns a block to its pool; pass the bus address `dma_pool_alloc`
+ * gave. NULL `vaddr` is a no-op. An address that is not a block of this pool, a bus
+ * address that is not the block's, or a block already free is refused with a message
+ * and nothing changes.
+ *
+ * # Safety
+ *
+ * `pool` is NULL or a live pool; if `vaddr` is a block of it in use, nothing uses the
+ * block afterwards.
+ */
+void dma_pool_free(struct dma_pool *pool, void *vaddr, dma_addr_t addr);
+
+/**
+ * `dma_pool_destroy`: frees the pool and its chunks. NULL is a no-op. Chunks with
+ * blocks still in use are reported (`dma_pool_destroy NAME, ADDR busy`) and leaked: the
+ * device may still be using them.
+ *
+ * # Safety
+ *
+ * `pool` is NULL or a pointer from `dma_pool_create` not destroyed before; nothing uses
+ * it afterwards.
+ */
+void dma_pool_destroy(struct dma_pool *pool);
 
 /**
  * `dma_map_sg_attrs`: maps `nents` entries; returns the number of DMA segments (their
@@ -1539,6 +1843,12 @@ static inline void *sg_virt(struct scatterlist *sg)
 #define dma_sync_sgtable_for_cpu(...) DMA_CALLER_(dma_sync_sgtable_for_cpu(__VA_ARGS__))
 #define dma_sync_sgtable_for_device(...) DMA_CALLER_(dma_sync_sgtable_for_device(__VA_ARGS__))
 #define dma_cache_sync(...) DMA_CALLER_(dma_cache_sync(__VA_ARGS__))
+#define dma_alloc_noncontiguous(...) DMA_CALLER_(dma_alloc_noncontiguous(__VA_ARGS__))
+#define dma_free_noncontiguous(...) DMA_CALLER_(dma_free_noncontiguous(__VA_ARGS__))
+#define dma_pool_alloc(...) DMA_CALLER_(dma_pool_alloc(__VA_ARGS__))
+#define dma_pool_zalloc(...) DMA_CALLER_(dma_pool_zalloc(__VA_ARGS__))
+#define dma_pool_free(...) DMA_CALLER_(dma_pool_free(__VA_ARGS__))
+#define dma_pool_destroy(...) DMA_CALLER_(dma_pool_destroy(__VA_ARGS__))
 #define dma_mapping_error(...) DMA_CALLER_(dma_mapping_error(__VA_ARGS__))
 #define dma_sim_read(...) DMA_CALLER_(dma_sim_read(__VA_ARGS__))
 #define dma_sim_write(...) DMA_CALLER_(dma_sim_write(__VA_ARGS__))

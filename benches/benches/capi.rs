@@ -51,6 +51,7 @@ fn bench_c_abi(c: &mut Criterion) {
         max_segment_size: 0,
         coherent: true,
         cma_size: 0,
+        iommu: std::ptr::null_mut(),
     };
     // SAFETY: a valid config whose name is a literal.
     let cdev = unsafe { dma_device_create(&cfg) };

@@ -12,7 +12,8 @@
  * of DMA on the simulated platform), dmalib_* (kmalloc and the page allocator; include
  * <dma-kernel-compat.h> for their kernel names), dma_debug_* (dma-debug's counters and
  * reports, with the caller's file and line: see the macros at the end), dma_cma_*
- * (contiguous areas' statistics).
+ * (contiguous areas' statistics), dma_iommu_* (IOMMU domains: a device created with
+ * dma_device_config.iommu set goes through one).
  */
 
 /* Which way data moves (the kernel's values). */

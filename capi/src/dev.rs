@@ -37,14 +37,16 @@ fn mask(raw: u64, default: DmaMask) -> Result<DmaMask, Errno> {
 }
 
 /// Creates a device on the system (built from `$DMA_OPTS` if nothing built it yet).
-/// Returns NULL for a NULL config or name, an invalid mask or window, a mask the
-/// platform cannot serve, or a `cma_size` that does not fit within its reach (the
-/// reason is printed).
+/// With `config->iommu` set the device is attached to that IOMMU domain. Returns NULL
+/// for a NULL config or name, an invalid mask or window, a mask the platform (or the
+/// domain's aperture) cannot serve, or a `cma_size` that does not fit within its reach
+/// (the reason is printed).
 ///
 /// # Safety
 ///
 /// `config` is NULL or points to a valid `struct dma_device_config` whose `name` is a
-/// NUL-terminated string and whose `range_map` points to `nr_ranges` entries.
+/// NUL-terminated string, whose `range_map` points to `nr_ranges` entries and whose
+/// `iommu` is NULL or a live domain.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dma_device_create(config: *const dma_device_config) -> *mut device {
     boundary!(null, {
@@ -81,6 +83,10 @@ pub unsafe extern "C" fn dma_device_create(config: *const dma_device_config) -> 
         }
         if c.cma_size != 0 {
             cfg = cfg.cma(c.cma_size);
+        }
+        if !c.iommu.is_null() {
+            // SAFETY: the caller passes NULL or a live domain.
+            cfg = unsafe { crate::iommu::to_domain("dma_device_create", c.iommu) }?.attach(cfg);
         }
         let dev = Device::new(system()?, cfg)?;
         let bus = BusMaster::new(&dev);
@@ -190,6 +196,32 @@ pub unsafe extern "C" fn dma_get_required_mask(dev: *mut device) -> u64 {
 pub unsafe extern "C" fn dma_max_mapping_size(dev: *mut device) -> usize {
     // SAFETY: forwarded from the caller.
     boundary!(zero, Ok(unsafe { to_dev("dma_max_mapping_size", dev) }?.dev.max_mapping_size()))
+}
+
+/// `dma_get_merge_boundary`: the mask of address bits below which `dma_map_sg` may
+/// merge entries into one DMA segment (an IOMMU's page size minus one); 0 when it never
+/// merges (the direct path) and for a NULL device.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_get_merge_boundary(dev: *mut device) -> c_ulong {
+    // SAFETY: forwarded from the caller.
+    boundary!(zero, Ok(unsafe { to_dev("dma_get_merge_boundary", dev) }?.dev.merge_boundary() as c_ulong))
+}
+
+/// `dma_opt_mapping_size`: the largest streaming mapping that stays on the fast path
+/// (behind an IOMMU the IOVA caches' range, 128 KiB), never above
+/// `dma_max_mapping_size`; 0 for a NULL device.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_opt_mapping_size(dev: *mut device) -> usize {
+    // SAFETY: forwarded from the caller.
+    boundary!(zero, Ok(unsafe { to_dev("dma_opt_mapping_size", dev) }?.dev.opt_mapping_size()))
 }
 
 /// `dma_need_sync`: whether sync calls on this mapping do anything. True for a NULL

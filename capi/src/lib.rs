@@ -7,7 +7,7 @@
 //! gets from elsewhere (the platform, `struct device`, `kmalloc`, the device's side of
 //! DMA) is here too, under `dma_system_*`, `dma_device_*`, `dmalib_*` and `dma_sim_*`;
 //! dma-debug's counters and reports under `dma_debug_*`, the contiguous areas'
-//! statistics under `dma_cma_*`.
+//! statistics under `dma_cma_*`, IOMMU domains (dma-iommu) under `dma_iommu_*`.
 //!
 //! Rules every export follows (after rustls-ffi):
 //!
@@ -18,9 +18,10 @@
 //! - the header is generated, checked in, and a test fails when it drifts.
 //!
 //! Handles: `struct device *` is a boxed [`device`] (an `Arc<Device>` and the
-//! device's simulated bus master); `struct page *` is the CPU address of the page's
-//! first byte in the platform's cached view, so `page_address` is a cast and
-//! `virt_to_page` rounds down.
+//! device's simulated bus master); `struct dma_iommu_domain *` and `struct dma_pool *`
+//! box a dma-iommu `Domain` and a dma-core `DmaPool`; `struct page *` is the CPU
+//! address of the page's first byte in the platform's cached view, so `page_address` is
+//! a cast and `virt_to_page` rounds down.
 //!
 //! # Safety
 //!
@@ -35,9 +36,12 @@ mod caller;
 mod cma;
 mod debug;
 mod dev;
+mod iommu;
 mod kmem;
 mod mapping;
 mod mmap;
+mod noncontiguous;
+mod pool;
 mod sg;
 mod sim;
 mod system;
@@ -48,9 +52,12 @@ pub use caller::*;
 pub use cma::*;
 pub use debug::*;
 pub use dev::*;
+pub use iommu::*;
 pub use kmem::*;
 pub use mapping::*;
 pub use mmap::*;
+pub use noncontiguous::*;
+pub use pool::*;
 pub use sg::*;
 pub use sim::*;
 pub use system::*;

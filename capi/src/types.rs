@@ -212,6 +212,31 @@ pub struct dma_device_config {
     /// `shared-dma-pool`), reserved within the coherent mask's reach at creation and
     /// rounded up to 2 MiB; 0 for none. Its allocations of any size come from it first.
     pub cma_size: u64,
+    /// The IOMMU domain to attach the device to (`dma_iommu_domain_create`), or NULL for
+    /// the direct path. Every allocation, mapping, sync and `dma_sim_*` access of the
+    /// device then goes through the domain's page table; the device keeps the domain
+    /// alive. `range_map` and `bus_dma_limit` still bound the IOVAs it is given.
+    pub iommu: *mut crate::iommu::dma_iommu_domain,
+}
+
+/// The zeroed config, for Rust callers (`..Default::default()` keeps a struct literal
+/// compiling when fields are added at the end).
+impl Default for dma_device_config {
+    fn default() -> Self {
+        dma_device_config {
+            name: std::ptr::null(),
+            dma_mask: 0,
+            coherent_dma_mask: 0,
+            bus_dma_limit: 0,
+            min_align_mask: 0,
+            range_map: std::ptr::null(),
+            nr_ranges: 0,
+            max_segment_size: 0,
+            coherent: false,
+            cma_size: 0,
+            iommu: std::ptr::null_mut(),
+        }
+    }
 }
 
 /// Free and total pages of one zone.

@@ -121,7 +121,21 @@ macro_rules! c_tests {
     };
 }
 
-c_tests!(alloc, sync, bounce, sg, bad_input, mmap, system, debug = "dma_debug=1", cma = "cma=64M");
+c_tests!(
+    alloc,
+    sync,
+    bounce,
+    sg,
+    bad_input,
+    mmap,
+    system,
+    debug = "dma_debug=1",
+    cma = "cma=64M",
+    iommu,
+    noncontiguous,
+    pool,
+    guard = "dma_debug=guard",
+);
 
 #[test]
 fn example_driver_runs() {

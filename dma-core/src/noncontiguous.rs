@@ -85,7 +85,8 @@ impl Device {
 
 /// `alloc_single_sgt`: a `dma_alloc_pages` block as a one-entry table.
 pub(crate) fn alloc_single(dev: &Device, size: usize, dir: Direction, gfp: Gfp) -> Result<SgTable> {
-    let Ok(len) = u32::try_from(size) else { return Err(Errno::EINVAL) };
+    // The segment covers whole pages, as the kernel's `alloc_single_sgt` has it.
+    let Some(len) = crate::page_align(size).and_then(|s| u32::try_from(s).ok()) else { return Err(Errno::EINVAL) };
     let (page, dma) = dev.alloc_pages(size, dir, gfp)?;
     let mut sgt = SgTable::new();
     sgt.push(dev.system().page_address(page), len);
