@@ -174,7 +174,7 @@ impl CmaArea {
             self.no_fit = Some((bits, align.mask));
             return None;
         };
-        self.bitmap.set(start, start + bits);
+        self.bitmap.take(start, start + bits);
         // INVARIANT: `bits` clear bits were set.
         self.free_bits -= bits;
         Some(self.base_pfn + (start << self.order_per_bit))
@@ -218,10 +218,9 @@ impl CmaArea {
         // In bounds: `offset` and `self.count` are whole granules and `offset + count <= self.count`,
         // so rounding `count` up to a granule stays inside.
         let hi = lo + count.div_ceil(granule);
-        if !self.bitmap.all_set(lo, hi) {
+        if !self.bitmap.release(lo, hi) {
             return Err(CmaError::NotAllocated { pfn, count });
         }
-        self.bitmap.clear(lo, hi);
         // INVARIANT: `hi - lo` set bits were cleared; any remembered failure may now fit.
         self.free_bits += hi - lo;
         self.no_fit = None;

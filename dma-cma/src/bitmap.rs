@@ -107,6 +107,30 @@ impl Bitmap {
         self.words[w as usize] == 0
     }
 
+    /// Whether every word of `[lo, hi)` (word indices, `lo < hi <= word_count`) is all ones.
+    #[inline]
+    pub(crate) fn words_full(&self, lo: u64, hi: u64) -> bool {
+        // The clear bits are gathered without an early exit, eight words at a time in an
+        // unrolled body: a failed check is a caller's bug, not worth a branch per word.
+        let words = &self.words[lo as usize..hi as usize];
+        let mut chunks = words.chunks_exact(8);
+        let mut clear = 0;
+        for chunk in &mut chunks {
+            clear |= chunk.iter().fold(0, |clear, &w| clear | !w);
+        }
+        clear |= chunks.remainder().iter().fold(0, |clear, &w| clear | !w);
+        clear == 0
+    }
+
+    /// Stores `value` in every word of `[lo, hi)` (word indices, `lo < hi <= word_count`), whole
+    /// words inside the map, so the padding stays set.
+    ///
+    /// The stores do not read the old words: a later load of them waits on nothing else.
+    #[inline]
+    pub(crate) fn fill_words(&mut self, lo: u64, hi: u64, value: u64) {
+        self.words[lo as usize..hi as usize].fill(value);
+    }
+
     /// Whether bit `bit` (below `nbits`) is set.
     #[cfg(any(test, feature = "debug-checks"))]
     pub(crate) fn test(&self, bit: u64) -> bool {
@@ -175,15 +199,21 @@ impl Bitmap {
     #[inline]
     pub(crate) fn all_set(&self, lo: u64, hi: u64) -> bool {
         debug_assert!(lo < hi && hi <= self.nbits);
-        // One bounds check for the whole range; the inner words then compare without any.
-        let words = &self.words[word(lo)..=word(hi - 1)];
+        let (first, last) = (word(lo), word(hi - 1));
         let (head, tail) = (from_mask(lo), upto_mask(hi - 1));
-        match words {
-            [only] => only & head & tail == head & tail,
-            [first, inner @ .., last] => {
-                first & head == head && last & tail == tail && inner.iter().all(|&w| w == u64::MAX)
+        if first == last {
+            let mask = head & tail;
+            return self.words[first] & mask == mask;
+        }
+        // One bounds check for the whole range. The clear bits of the range are gathered by
+        // `or` without an early exit, a loop the compiler vectorises: a failed check is a
+        // caller's bug, not worth a branch per word. Whole words have all-ones masks.
+        match &self.words[first..last + 1] {
+            [first_word, inner @ .., last_word] => {
+                let edges = (!first_word & head) | (!last_word & tail);
+                inner.iter().fold(edges, |clear, &w| clear | !w) == 0
             }
-            [] => unreachable!("a non-empty range spans at least one word"),
+            _ => unreachable!("a range over two words or more"),
         }
     }
 
@@ -203,19 +233,23 @@ impl Bitmap {
     #[inline]
     fn update(&mut self, lo: u64, hi: u64, op: impl Fn(u64, u64) -> u64) {
         debug_assert!(lo < hi && hi <= self.nbits);
-        // One bounds check for the whole range; the inner words then update without any.
-        let words = &mut self.words[word(lo)..=word(hi - 1)];
+        let (first, last) = (word(lo), word(hi - 1));
         let (head, tail) = (from_mask(lo), upto_mask(hi - 1));
-        match words {
-            [only] => *only = op(*only, head & tail),
-            [first, inner @ .., last] => {
-                *first = op(*first, head);
+        if first == last {
+            let only = &mut self.words[first];
+            *only = op(*only, head & tail);
+            return;
+        }
+        // One bounds check for the whole range; the inner words then update without any.
+        match &mut self.words[first..last + 1] {
+            [first_word, inner @ .., last_word] => {
+                *first_word = op(*first_word, head);
                 for w in inner {
                     *w = op(*w, u64::MAX);
                 }
-                *last = op(*last, tail);
+                *last_word = op(*last_word, tail);
             }
-            [] => unreachable!("a non-empty range spans at least one word"),
+            _ => unreachable!("a range over two words or more"),
         }
     }
 
@@ -333,6 +367,28 @@ mod tests {
         assert_eq!(map.longest_zero_run(), 100);
         map.clear(60, 200);
         assert_eq!(map.count_zeros(), 300);
+    }
+
+    #[test]
+    fn whole_word_fill_and_check() {
+        // 21 words: two unrolled chunks of eight and a remainder of five.
+        let mut map = Bitmap::try_new(64 * 21).unwrap();
+        for (lo, hi) in [(0, 1), (0, 8), (3, 11), (0, 21), (13, 21), (8, 16)] {
+            map.fill_words(lo, hi, u64::MAX);
+            assert!(map.words_full(lo, hi));
+            assert!(map.all_set(lo * 64, hi * 64));
+            assert_eq!(map.count_zeros(), 64 * (21 - (hi - lo)));
+            for w in lo..hi {
+                map.clear(w * 64 + 17, w * 64 + 18);
+                assert!(!map.words_full(lo, hi), "{lo}..{hi} word {w}");
+                map.set(w * 64 + 17, w * 64 + 18);
+            }
+            if lo > 0 {
+                assert!(!map.words_full(lo - 1, hi));
+            }
+            map.fill_words(lo, hi, 0);
+            assert_eq!(map.count_zeros(), 64 * 21);
+        }
     }
 
     #[test]

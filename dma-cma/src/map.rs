@@ -5,10 +5,13 @@
 //! hold any set bit, so such a window is a run of clear summary bits: the same zero-area search,
 //! run on a map 64 times smaller, where a fragmented stretch of 4096 pages is one `u64::MAX`
 //! word skipped by a single compare. Other requests search the page bitmap directly.
+//!
+//! Ranges that start and end on word boundaries are set, cleared and checked with plain word
+//! stores and compares, without masks.
 
 use crate::bitmap::{Align, Bitmap};
 
-/// Bits per bitmap word, the summary's granule.
+/// Bits per bitmap word, the word summary's granule.
 const WORD_BITS: u64 = u64::BITS as u64;
 
 /// The page bitmap and its word summary.
@@ -53,23 +56,66 @@ impl AllocMap {
         self.bit_hint
     }
 
-    /// Whether every bit of `[lo, hi)` is set, with `lo < hi <= nbits`.
-    pub(crate) fn all_set(&self, lo: u64, hi: u64) -> bool {
-        self.bits.all_set(lo, hi)
-    }
-
     /// Length of the longest run of clear bits.
     pub(crate) fn longest_zero_run(&self) -> u64 {
         self.bits.longest_zero_run()
     }
 
     /// Sets every bit of `[lo, hi)`, with `lo < hi <= nbits`.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn set(&mut self, lo: u64, hi: u64) {
         self.bits.set(lo, hi);
+        self.mark_used(lo, hi);
+    }
+
+    /// Clears every bit of `[lo, hi)`, with `lo < hi <= nbits`.
+    #[cfg(test)]
+    pub(crate) fn clear(&mut self, lo: u64, hi: u64) {
+        self.bits.clear(lo, hi);
+        self.mark_free(lo, hi);
+    }
+
+    /// Sets every bit of `[lo, hi)`, all clear, with `lo < hi <= nbits`: an allocation of a
+    /// range [`find_zero_area`](Self::find_zero_area) returned.
+    #[inline]
+    pub(crate) fn take(&mut self, lo: u64, hi: u64) {
+        debug_assert!(self.bits.last_set(lo, hi).is_none(), "taking a range in use");
+        if (lo | hi) % WORD_BITS == 0 {
+            // Whole words: plain stores, no masks.
+            self.bits.fill_words(lo / WORD_BITS, hi / WORD_BITS, u64::MAX);
+        } else {
+            self.bits.set(lo, hi);
+        }
+        self.mark_used(lo, hi);
+    }
+
+    /// Clears every bit of `[lo, hi)` if all are set, with `lo < hi <= nbits`; otherwise changes
+    /// nothing and returns `false`.
+    #[inline]
+    pub(crate) fn release(&mut self, lo: u64, hi: u64) -> bool {
+        if (lo | hi) % WORD_BITS == 0 {
+            // Whole words: plain compares and stores, no masks.
+            let (first, end) = (lo / WORD_BITS, hi / WORD_BITS);
+            if !self.bits.words_full(first, end) {
+                return false;
+            }
+            self.bits.fill_words(first, end, 0);
+        } else {
+            if !self.bits.all_set(lo, hi) {
+                return false;
+            }
+            self.bits.clear(lo, hi);
+        }
+        self.mark_free(lo, hi);
+        true
+    }
+
+    /// Brings the summary and hints up to date after `[lo, hi)` was set.
+    #[inline]
+    fn mark_used(&mut self, lo: u64, hi: u64) {
         let (first, end) = (lo / WORD_BITS, (hi - 1) / WORD_BITS + 1);
-        // INVARIANT: every word touched now holds a set bit. Bits only get set, so the hints stay
-        // lower bounds; a range reaching down to a hint leaves nothing free below its end.
+        // INVARIANT: every word touched now holds a set bit. Bits only get set, so the hints
+        // stay lower bounds; a range reaching down to a hint leaves nothing free below its end.
         self.used_words.set(first, end);
         if lo <= self.bit_hint && self.bit_hint < hi {
             self.bit_hint = hi;
@@ -79,10 +125,9 @@ impl AllocMap {
         }
     }
 
-    /// Clears every bit of `[lo, hi)`, with `lo < hi <= nbits`.
+    /// Brings the summary and hints up to date after `[lo, hi)` was cleared.
     #[inline]
-    pub(crate) fn clear(&mut self, lo: u64, hi: u64) {
-        self.bits.clear(lo, hi);
+    fn mark_free(&mut self, lo: u64, hi: u64) {
         // INVARIANT: the words the range covers whole are now empty; a word it covers in part
         // may keep bits outside the range, so ask it. Only bits from `lo` on were freed, and
         // only words from `lo`'s on may have emptied, so the hints drop at most to those.
@@ -116,63 +161,23 @@ impl AllocMap {
     /// Takes `&mut self` only to move the hints up to the first free bit or word it meets.
     #[inline]
     pub(crate) fn find_zero_area(&mut self, from: u64, len: u64, align: Align) -> Option<u64> {
-        // Word-aligned starts: the grid is at least a word and lands on word boundaries.
-        // `u64::MAX` (a single possible start) is left to the plain search.
-        let word_grid = align.mask >= WORD_BITS - 1 && align.mask != u64::MAX && align.offset % WORD_BITS == 0;
-        if word_grid && len >= WORD_BITS {
-            self.find_whole_words(from, len, align)
+        // Starts on a grid of whole units: the grid is at least a unit and lands on unit
+        // boundaries. `u64::MAX` (a single possible start) is left to the plain search.
+        let on_grid = |unit: u64| align.mask >= unit - 1 && align.mask != u64::MAX && align.offset % unit == 0;
+        if len >= WORD_BITS && on_grid(WORD_BITS) {
+            let Some(first_empty) = self.used_words.next_zero(self.word_hint) else {
+                // INVARIANT: no word at or after the hint is empty, nor any below it.
+                self.word_hint = self.used_words.nbits();
+                return None;
+            };
+            // INVARIANT: every word from the old hint up to `first_empty` has a set bit.
+            self.word_hint = first_empty;
+            find_units::<WORD_BITS>(&self.used_words, &self.bits, first_empty, from, len, align)
         } else {
             let first_free = self.bits.next_zero(self.bit_hint);
             // INVARIANT: every bit from the old hint up to the first clear one is set.
             self.bit_hint = first_free.unwrap_or(self.bits.nbits());
             self.bits.find_zero_area(from.max(first_free?), len, align)
-        }
-    }
-
-    /// [`find_zero_area`](Self::find_zero_area) for word-aligned starts and `len >= 64`: whole
-    /// free words from the summary, then the bits of a partial tail word from the bitmap.
-    ///
-    /// Starts at the first empty word at or after the word hint: a run of `full >= 1` clear
-    /// summary bits starts on an empty word, and none lies below the hint.
-    #[inline]
-    fn find_whole_words(&mut self, from: u64, len: u64, align: Align) -> Option<u64> {
-        let (full, tail) = (len / WORD_BITS, len % WORD_BITS);
-        let grid = Align { mask: align.mask / WORD_BITS, offset: align.offset / WORD_BITS };
-        let Some(first_empty) = self.used_words.next_zero(self.word_hint) else {
-            // INVARIANT: no word at or after the hint is empty, nor any below it.
-            self.word_hint = self.bits.word_count();
-            return None;
-        };
-        // INVARIANT: every word from the old hint up to `first_empty` has a set bit.
-        self.word_hint = first_empty;
-        let nwords = self.bits.word_count();
-        // The zero-area search of `Bitmap::find_zero_area` on the summary, written out here so
-        // that it inlines: `pos` is always at most the first fitting start (see `bitmap.rs`).
-        let mut pos = from.div_ceil(WORD_BITS).max(first_empty);
-        loop {
-            let w = grid.up(self.used_words.next_zero(pos)?)?;
-            let end_word = w.checked_add(full)?;
-            if end_word > nwords {
-                return None;
-            }
-            if let Some(used) = self.used_words.last_set(w, end_word) {
-                pos = used + 1;
-                continue;
-            }
-            let start = w * WORD_BITS;
-            if tail == 0 {
-                return Some(start);
-            }
-            // Later candidates end later still.
-            let end = start + len;
-            if end > self.bits.nbits() {
-                return None;
-            }
-            if self.bits.last_set(end - tail, end).is_none() {
-                return Some(start);
-            }
-            // The tail word holds a set bit, and every start up to it would need it whole.
-            pos = end_word + 1;
         }
     }
 
@@ -213,6 +218,61 @@ impl AllocMap {
             return Some(format!("an empty word lies below the word hint {}", self.word_hint));
         }
         None
+    }
+}
+
+/// [`AllocMap::find_zero_area`] for starts on a grid of whole `UNIT`s of bits and `len >= UNIT`,
+/// through `summary`, one bit per unit of `bits`, set iff the unit has a set bit: whole free
+/// units from the summary, then the bits of a partial tail unit from `bits`.
+///
+/// `first_empty` is the first clear summary bit (at or after a hint below which none is): a run
+/// of `len / UNIT >= 1` clear summary bits starts on one, so none starts below it.
+#[inline]
+fn find_units<const UNIT: u64>(
+    summary: &Bitmap,
+    bits: &Bitmap,
+    first_empty: u64,
+    from: u64,
+    len: u64,
+    align: Align,
+) -> Option<u64> {
+    let (full, tail) = (len / UNIT, len % UNIT);
+    let grid = Align { mask: align.mask / UNIT, offset: align.offset / UNIT };
+    let units = summary.nbits();
+    // The zero-area search of `Bitmap::find_zero_area` on the summary, written out here so that
+    // it inlines: `next` is always the first clear summary bit at or after a position that is
+    // at most the first fitting start (see `bitmap.rs`).
+    let from_unit = from.div_ceil(UNIT);
+    let mut next = if from_unit > first_empty { summary.next_zero(from_unit)? } else { first_empty };
+    loop {
+        let u = grid.up(next)?;
+        let end_unit = u.checked_add(full)?;
+        if end_unit > units {
+            return None;
+        }
+        // Unit `next` is clear, so when the candidate starts there it need not be asked again.
+        let checked_from = if u == next { u + 1 } else { u };
+        let used = if checked_from < end_unit { summary.last_set(checked_from, end_unit) } else { None };
+        let pos = match used {
+            Some(used) => used + 1,
+            None => {
+                let start = u * UNIT;
+                if tail == 0 {
+                    return Some(start);
+                }
+                // Later candidates end later still.
+                let end = start + len;
+                if end > bits.nbits() {
+                    return None;
+                }
+                if bits.last_set(end - tail, end).is_none() {
+                    return Some(start);
+                }
+                // The tail unit holds a set bit, and every start up to it would need it whole.
+                end_unit + 1
+            }
+        };
+        next = summary.next_zero(pos)?;
     }
 }
 
@@ -352,6 +412,54 @@ mod tests {
             );
             assert_eq!(map.structure_error(), None, "step {step}");
         }
+    }
+
+    #[test]
+    fn take_and_release_whole_words_and_partial_ranges() {
+        // Whole-word ranges (stores and compares, no masks) and ranges with partial edge words
+        // leave the same map: bitmap, summary and hints.
+        let nbits = 64 * 24 + 5;
+        for (lo, hi) in [(0, 64), (64, 576), (128, 64 * 24), (5, 64), (64, 130), (3, 1000), (1000, nbits)] {
+            let mut whole = AllocMap::try_new(nbits).unwrap();
+            let mut plain = AllocMap::try_new(nbits).unwrap();
+            whole.set(7, 8);
+            plain.set(7, 8);
+            whole.take(lo.max(8), hi);
+            plain.set(lo.max(8), hi);
+            assert_eq!(whole.structure_error(), None, "take {lo}..{hi}");
+            assert!((0..nbits).all(|b| whole.test(b) == plain.test(b)), "take {lo}..{hi}");
+            assert_eq!((whole.bit_hint, whole.word_hint), (plain.bit_hint, plain.word_hint));
+            assert!(whole.release(lo.max(8), hi));
+            plain.clear(lo.max(8), hi);
+            assert_eq!(whole.structure_error(), None, "release {lo}..{hi}");
+            assert!((0..nbits).all(|b| whole.test(b) == plain.test(b)), "release {lo}..{hi}");
+            assert_eq!((whole.bit_hint, whole.word_hint), (plain.bit_hint, plain.word_hint));
+            assert_eq!(whole.count_zeros(), nbits - 1);
+        }
+    }
+
+    #[test]
+    fn release_of_a_range_not_all_set_changes_nothing() {
+        let nbits = 64 * 20;
+        let mut map = AllocMap::try_new(nbits).unwrap();
+        map.take(64, 64 * 9);
+        // One clear bit anywhere in a whole-word range, in the first, an inner or the last word,
+        // or in an 8-word chunk or the remainder past it: refused.
+        for hole in [64, 100, 64 * 5 + 63, 64 * 8, 64 * 9 - 1] {
+            map.bits.clear(hole, hole + 1);
+            let before: Vec<bool> = (0..nbits).map(|b| map.test(b)).collect();
+            let hints = (map.bit_hint, map.word_hint);
+            assert!(!map.release(64, 64 * 9), "hole at {hole}");
+            assert!(!map.release(0, 64 * 10), "hole at {hole}");
+            assert!(!map.release(hole, hole + 1), "hole at {hole}");
+            assert_eq!((0..nbits).map(|b| map.test(b)).collect::<Vec<_>>(), before);
+            assert_eq!((map.bit_hint, map.word_hint), hints);
+            map.bits.set(hole, hole + 1);
+        }
+        assert_eq!(map.structure_error(), None);
+        assert!(map.release(64, 64 * 9));
+        assert_eq!(map.count_zeros(), nbits);
+        assert!(!map.release(64, 128));
     }
 
     #[test]
