@@ -4,6 +4,7 @@
 //! Registers are reached through [`Regs`], so the same driver runs on a sysfs `resource0`
 //! mapping (no IOMMU) and on a VFIO BAR mapping.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// 32/64-bit register access to BAR0.
@@ -48,8 +49,29 @@ pub const DEV_BUF: u64 = 0x40000;
 /// The largest transfer: QEMU 7.2 aborts on one that ends exactly at the end of the 4 KiB
 /// buffer (an off-by-one fixed upstream), so one byte less.
 pub const MAX_TRANSFER: usize = 4095;
-/// The device's DMA mask: 28 bits. It clamps wider addresses silently.
-pub const DMA_BITS: u32 = 28;
+/// The device's default DMA mask: 28 bits. It clamps wider addresses silently.
+pub const DEFAULT_DMA_BITS: u32 = 28;
+
+static DMA_BITS: OnceLock<u32> = OnceLock::new();
+
+/// Sets the width of the device's DMA mask (QEMU's `-device edu,dma_mask=...`), once,
+/// before any check runs. On aarch64 `virt` RAM starts at 1 GiB, beyond the default mask.
+pub fn set_dma_bits(bits: u32) -> Result<(), String> {
+    if !(20..=64).contains(&bits) {
+        return Err(format!("DMA mask of {bits} bits"));
+    }
+    DMA_BITS.set(bits).map_err(|_| "DMA mask set twice".to_string())
+}
+
+/// The width of the device's DMA mask.
+pub fn dma_bits() -> u32 {
+    *DMA_BITS.get().unwrap_or(&DEFAULT_DMA_BITS)
+}
+
+/// The first bus address beyond the device's mask.
+pub fn dma_limit() -> u64 {
+    1u64.checked_shl(dma_bits()).unwrap_or(u64::MAX)
+}
 
 /// A probed edu device.
 #[derive(Debug)]

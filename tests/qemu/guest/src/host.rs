@@ -8,24 +8,24 @@ use dma_core::api::NonCoherentBuffer;
 use dma_core::{Attrs, Coherence, Device, DeviceConfig, Direction, DmaMask, Gfp, Options, PAGE_SIZE, System};
 
 use crate::check;
-use crate::edu::{DMA_BITS, Edu, MAX_TRANSFER, Regs};
+use crate::edu::{Edu, MAX_TRANSFER, Regs, dma_bits, dma_limit};
 use crate::mem::{Span, pattern, round_trip, verify};
 
-const LIMIT: u64 = 1 << DMA_BITS;
-
-/// The options of the host system: 4 KiB pages, some gathered below the 28-bit mask, and
-/// hugepages for a bounce pool (physically contiguous) below it too.
-const OPTS: &str = "platform=host host_mem=4M hugepages=16 host_low=2M,0x10000000 swiotlb=1M";
+/// The options of the host system: 4 KiB pages, some gathered below the device's mask,
+/// and hugepages for a bounce pool (physically contiguous) below it too.
+fn opts() -> String {
+    format!("platform=host host_mem=4M hugepages=16 host_low=2M,{:#x} swiotlb=1M", dma_limit())
+}
 
 fn below_mask(dma: u64, len: usize) -> Result<(), String> {
-    if dma + len as u64 > LIMIT {
-        return Err(format!("bus address {dma:#x} + {len} is beyond the 28-bit mask"));
+    if dma + len as u64 > dma_limit() {
+        return Err(format!("bus address {dma:#x} + {len} is beyond the {}-bit mask", dma_bits()));
     }
     Ok(())
 }
 
 fn device(sys: &Arc<System>, coherence: Coherence) -> Result<Arc<Device>, String> {
-    let cfg = DeviceConfig::new("edu").mask(DmaMask::bits(DMA_BITS)).coherence(coherence);
+    let cfg = DeviceConfig::new("edu").mask(DmaMask::bits(dma_bits())).coherence(coherence);
     Device::new(sys, cfg).map_err(|e| format!("Device::new: {e}"))
 }
 
@@ -33,13 +33,14 @@ fn device(sys: &Arc<System>, coherence: Coherence) -> Result<Arc<Device>, String
 pub fn run<R: Regs>(edu: &Edu<R>) -> bool {
     let mut sys = None;
     let mut ok = check("host_system", || {
-        let o = Options::parse(OPTS).map_err(|e| e.to_string())?;
-        let s = System::new(o).map_err(|e| format!("System::new({OPTS}): {e}"))?;
+        let opts = opts();
+        let o = Options::parse(&opts).map_err(|e| e.to_string())?;
+        let s = System::new(o).map_err(|e| format!("System::new({opts}): {e}"))?;
         let ram = s.ram_ranges();
-        let below = ram.iter().filter(|(b, _)| b.0 < LIMIT).map(|(_, n)| n).sum::<u64>();
+        let below = ram.iter().filter(|(b, _)| b.0 < dma_limit()).map(|(_, n)| n).sum::<u64>();
         let total = ram.iter().map(|(_, n)| n).sum::<u64>();
         let pool = s.swiotlb().map(|t| format!("{:?}", t.stats())).unwrap_or_else(|| "none".into());
-        let d = format!("{} ranges, {total:#x} bytes, {below:#x} below 256 MiB; swiotlb {pool}", ram.len());
+        let d = format!("{} ranges, {total:#x} bytes, {below:#x} below {:#x}; swiotlb {pool}", ram.len(), dma_limit());
         sys = Some(s);
         Ok(d)
     });
@@ -97,14 +98,14 @@ pub fn run<R: Regs>(edu: &Edu<R>) -> bool {
     });
 
     ok &= check("host_map_single_bounce", || {
-        // A page above 256 MiB: the 28-bit device cannot reach it, and would silently clamp
+        // A page above the mask: the device cannot reach it, and would silently clamp
         // the address, so the mapping must bounce below the mask.
         let dev = device(&sys, Coherence::Coherent)?;
         let mut kept = Vec::new();
         let mut high = Vec::new();
         for _ in 0..(1 << 16) {
             let Ok(page) = sys.alloc_pages(Gfp::GFP_KERNEL, 0) else { break };
-            if page.phys().0 >= LIMIT {
+            if page.phys().0 >= dma_limit() {
                 high.push(page)
             } else {
                 kept.push(page)
@@ -114,7 +115,9 @@ pub fn run<R: Regs>(edu: &Edu<R>) -> bool {
             }
         }
         let r = (|| {
-            let [src, dst] = high[..] else { return Err(format!("no pages above {LIMIT:#x} ({} below)", kept.len())) };
+            let [src, dst] = high[..] else {
+                return Err(format!("no pages above {:#x} ({} below)", dma_limit(), kept.len()));
+            };
             let (s, d) = (sys.page_address(src), sys.page_address(dst));
             // SAFETY: both pages are ours, a page long, and not mapped elsewhere.
             unsafe {

@@ -1,6 +1,7 @@
-//! Checks behind the emulated VT-d: the edu device bound to vfio-pci, reached through the
-//! VFIO backend of `dma-iommu`. IOVAs lie below the device's 28-bit mask while the memory
-//! lies anywhere; scattered pages are one IOVA range; an unmapped IOVA faults.
+//! Checks behind an emulated IOMMU (Intel VT-d on x86_64, SMMUv3 on aarch64): the edu device
+//! bound to vfio-pci, reached through the VFIO backend of `dma-iommu`. IOVAs lie below the
+//! device's mask (28 bits) while the memory lies anywhere; scattered pages are one IOVA
+//! range; an unmapped IOVA faults, and the kernel reports it.
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -10,24 +11,25 @@ use std::time::{Duration, Instant};
 use dma_core::{Direction, DmaAddr, DmaMask};
 use dma_iommu::vfio::{Bar, PciAddress, VfioDevice};
 
-use crate::edu::{DMA_BITS, Edu, MAX_TRANSFER};
+use crate::edu::{Edu, MAX_TRANSFER, dma_bits, dma_limit};
 use crate::mem::{Span, fill, pattern, round_trip, verify};
 use crate::pagemap::{PAGE, PinnedPage};
 use crate::{EDU_DEVICE, EDU_VENDOR, check, sysfs};
 
-const LIMIT: u64 = 1 << DMA_BITS;
-const MASK: DmaMask = DmaMask::bits(DMA_BITS);
+fn mask() -> DmaMask {
+    DmaMask::bits(dma_bits())
+}
 
 fn iova_ok(dma: DmaAddr, len: usize) -> Result<(), String> {
-    if dma.0 + len as u64 > LIMIT {
-        return Err(format!("IOVA {dma} + {len} is beyond the 28-bit mask"));
+    if dma.0 + len as u64 > dma_limit() {
+        return Err(format!("IOVA {dma} + {len} is beyond the {}-bit mask", dma_bits()));
     }
     Ok(())
 }
 
 /// Pages above the device's mask: only the IOMMU lets it reach them.
 fn high_pages(n: usize) -> Result<Vec<PinnedPage>, String> {
-    PinnedPage::gather(n, 1 << 16, |a| a >= LIMIT).map_err(|e| e.to_string())
+    PinnedPage::gather(n, 1 << 16, |a| a >= dma_limit()).map_err(|e| e.to_string())
 }
 
 /// Runs every check; true when all passed.
@@ -58,10 +60,10 @@ pub fn run() -> bool {
         // SAFETY: the pages stay mapped until unmapped below; the CPU writes them only
         // before the transfers and reads them after.
         let src =
-            unsafe { dev.map_dma(pages[0].as_ptr(), PAGE, Direction::ToDevice, MASK) }.map_err(|e| e.to_string())?;
+            unsafe { dev.map_dma(pages[0].as_ptr(), PAGE, Direction::ToDevice, mask()) }.map_err(|e| e.to_string())?;
         // SAFETY: as above.
-        let dst =
-            unsafe { dev.map_dma(pages[1].as_ptr(), PAGE, Direction::FromDevice, MASK) }.map_err(|e| e.to_string())?;
+        let dst = unsafe { dev.map_dma(pages[1].as_ptr(), PAGE, Direction::FromDevice, mask()) }
+            .map_err(|e| e.to_string())?;
         let r = iova_ok(src, PAGE).and_then(|()| iova_ok(dst, PAGE)).and_then(|()| {
             let s = Span { cpu: pages[0].as_ptr(), bus: src.0, len: PAGE };
             let d = Span { cpu: pages[1].as_ptr(), bus: dst.0, len: PAGE };
@@ -93,10 +95,10 @@ pub fn run() -> bool {
         let pieces = |a: &PinnedPage, b: &PinnedPage| [(a.as_ptr() as usize, PAGE), (b.as_ptr() as usize, PAGE)];
         // SAFETY: the pages stay mapped until unmapped below; the CPU touches them only
         // before and after the transfers.
-        let src = unsafe { dev.map_dma_scattered(&pieces(&pages[0], &pages[1]), Direction::ToDevice, MASK) }
+        let src = unsafe { dev.map_dma_scattered(&pieces(&pages[0], &pages[1]), Direction::ToDevice, mask()) }
             .map_err(|e| e.to_string())?;
         // SAFETY: as above.
-        let dst = unsafe { dev.map_dma_scattered(&pieces(&pages[2], &pages[3]), Direction::FromDevice, MASK) }
+        let dst = unsafe { dev.map_dma_scattered(&pieces(&pages[2], &pages[3]), Direction::FromDevice, mask()) }
             .map_err(|e| e.to_string())?;
         let off = PAGE / 2;
         let at = |i: usize| off + i; // byte i of the transfer, within the two-page range
@@ -151,26 +153,51 @@ pub fn run() -> bool {
         let mut page = high_pages(1)?.remove(0);
         // SAFETY: mapped until the unmap just below; not touched in between.
         let iova =
-            unsafe { dev.map_dma(page.as_ptr(), PAGE, Direction::FromDevice, MASK) }.map_err(|e| e.to_string())?;
+            unsafe { dev.map_dma(page.as_ptr(), PAGE, Direction::FromDevice, mask()) }.map_err(|e| e.to_string())?;
         dev.unmap_dma(iova).map_err(|e| format!("unmap: {e}"))?;
         page.bytes().fill(0xa5);
         edu.device_to_ram(0, iova.0, MAX_TRANSFER)?;
         // SAFETY: the page is ours; the device may not reach it any more.
         unsafe { verify(page.as_ptr(), PAGE, |_| 0xa5) }.map_err(|e| format!("write through a dead IOVA: {e}"))?;
-        let want = format!("fault addr 0x{:x}", iova.0);
         let start = Instant::now();
         let mut seen = String::new();
         while start.elapsed() < Duration::from_secs(3) {
             seen.push_str(&drain(&mut kmsg));
-            if let Some(line) = seen.lines().find(|l| l.contains("DMAR") && l.contains(&want)) {
-                return Ok(format!("iova {iova} untouched; kernel: {}", line.split(';').next_back().unwrap_or(line)));
+            if let Some(report) = iommu_fault(&seen, iova.0) {
+                return Ok(format!("iova {iova} untouched; kernel: {report}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(format!("memory untouched but no DMAR fault for {iova} in the kernel log"))
+        Err(format!("memory untouched but no IOMMU fault for {iova} in the kernel log"))
     });
     ok &= crate::vfio_ops::run(&dev, &edu);
     ok
+}
+
+/// The kernel's report of a DMA fault at `iova` in the records of /dev/kmsg, if any:
+///
+/// - Intel VT-d: one line, `DMAR: [DMA Write NO_PASID] Request device [00:03.0] fault addr
+///   0xffff000 [fault reason 0x05] PTE Write access is not set`;
+/// - Arm SMMUv3: `arm-smmu-v3 ...: event 0x10 received:` and the event record's four
+///   64-bit words on the following lines, the third being the input address (the IOVA).
+///   Translation, address size, access flag and permission faults are events 0x10-0x13.
+fn iommu_fault(kmsg: &str, iova: u64) -> Option<String> {
+    let text = |l: &str| l.split_once(';').map_or(l, |(_, t)| t).to_string();
+    let lines: Vec<&str> = kmsg.lines().collect();
+    let dmar = format!("fault addr 0x{iova:x}");
+    if let Some(l) = lines.iter().find(|l| l.contains("DMAR") && l.contains(&dmar)) {
+        return Some(text(l));
+    }
+    // /dev/kmsg may follow each record with dictionary lines (` SUBSYSTEM=...`): look at
+    // the next few lines rather than count them.
+    let word = format!("0x{iova:016x}");
+    lines.iter().enumerate().find_map(|(i, l)| {
+        if !["event 0x10 ", "event 0x11 ", "event 0x12 ", "event 0x13 "].iter().any(|e| l.contains(e)) {
+            return None;
+        }
+        let addr = lines[i + 1..].iter().take(12).find(|r| r.contains("smmu") && r.contains(&word))?;
+        Some(format!("{} {}", text(l), text(addr).replace("\\x09", "").trim()))
+    })
 }
 
 /// Every record /dev/kmsg has for us now, one per line.

@@ -6,8 +6,11 @@
 //! ```
 //!
 //! `dma-qemu-guest noiommu` runs the checks for a guest without an IOMMU (sysfs BAR access,
-//! physical addresses); `dma-qemu-guest iommu` those behind the emulated VT-d, through the
-//! VFIO backend of `dma-iommu`. `tests/qemu/run.sh` boots the guests and reads the lines.
+//! physical addresses); `dma-qemu-guest iommu` those behind the emulated IOMMU (VT-d or
+//! SMMUv3), through the VFIO backend of `dma-iommu`. A second argument gives the width of
+//! the device's DMA mask when it is not edu's default 28 bits (`-device edu,dma_mask=...`:
+//! aarch64 `virt` has no RAM below 1 GiB). `tests/qemu/run.sh` boots the guests and reads
+//! the lines.
 
 mod edu;
 #[cfg(target_os = "linux")]
@@ -45,13 +48,20 @@ pub fn check(name: &str, f: impl FnOnce() -> Result<String, String>) -> bool {
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
+    // The device's DMA mask when QEMU was given `-device edu,dma_mask=...`.
+    if let Some(bits) = std::env::args().nth(2) {
+        if let Err(e) = bits.parse().map_err(|e| format!("{bits}: {e}")).and_then(edu::set_dma_bits) {
+            eprintln!("dma-qemu-guest: bad DMA mask width: {e}");
+            std::process::exit(2);
+        }
+    }
     let ok = match mode.as_str() {
         #[cfg(target_os = "linux")]
         "noiommu" => noiommu::run(),
         #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
         "iommu" => iommu::run(),
         _ => {
-            eprintln!("usage: dma-qemu-guest noiommu|iommu");
+            eprintln!("usage: dma-qemu-guest noiommu|iommu [DMA_MASK_BITS]");
             std::process::exit(2);
         }
     };

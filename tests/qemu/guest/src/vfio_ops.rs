@@ -7,16 +7,15 @@ use dma_core::{Attrs, Device, DeviceConfig, Direction, DmaMask, DmaOps, Gfp, Opt
 use dma_iommu::vfio::{Bar, VfioDevice};
 
 use crate::check;
-use crate::edu::{DMA_BITS, Edu, MAX_TRANSFER};
+use crate::edu::{Edu, MAX_TRANSFER, dma_bits, dma_limit};
 use crate::mem::{Span, fill, pattern, round_trip, verify};
 
-const LIMIT: u64 = 1 << DMA_BITS;
 /// Scattered 4 KiB pages; nothing bounces behind an IOMMU.
 const OPTS: &str = "platform=host host_mem=4M swiotlb=0";
 
 fn iova_ok(dma: u64, len: usize) -> Result<(), String> {
-    if dma + len as u64 > LIMIT {
-        return Err(format!("IOVA {dma:#x} + {len} is beyond the 28-bit mask"));
+    if dma + len as u64 > dma_limit() {
+        return Err(format!("IOVA {dma:#x} + {len} is beyond the {}-bit mask", dma_bits()));
     }
     Ok(())
 }
@@ -27,7 +26,7 @@ pub fn run(vfio: &Arc<VfioDevice>, edu: &Edu<Bar>) -> bool {
     let mut ok = check("vfio_dmaops_device", || {
         let sys = System::new(Options::parse(OPTS).map_err(|e| e.to_string())?).map_err(|e| format!("System: {e}"))?;
         let ops = Arc::clone(vfio) as Arc<dyn DmaOps>;
-        let dev = Device::new(&sys, DeviceConfig::new("edu").mask(DmaMask::bits(DMA_BITS)).ops(ops))
+        let dev = Device::new(&sys, DeviceConfig::new("edu").mask(DmaMask::bits(dma_bits())).ops(ops))
             .map_err(|e| format!("Device::new: {e}"))?;
         let d = format!("{dev:?}");
         found = Some((sys, dev));
@@ -66,10 +65,10 @@ pub fn run(vfio: &Arc<VfioDevice>, edu: &Edu<Bar>) -> bool {
         let mut high = Vec::new();
         while high.len() < 2 {
             let Ok(p) = sys.alloc_pages(Gfp::GFP_KERNEL, 0) else { break };
-            if p.phys().0 >= LIMIT { high.push(p) } else { all.push(p) }
+            if p.phys().0 >= dma_limit() { high.push(p) } else { all.push(p) }
         }
         let r = (|| {
-            let [src, dst] = high[..] else { return Err(format!("no pages above {LIMIT:#x}")) };
+            let [src, dst] = high[..] else { return Err(format!("no pages above {:#x}", dma_limit())) };
             let (s, d) = (sys.page_address(src), sys.page_address(dst));
             // SAFETY: our pages, not mapped yet.
             unsafe {
