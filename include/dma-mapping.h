@@ -26,7 +26,9 @@
  * <dma-kernel-compat.h> for their kernel names), dma_debug_* (dma-debug's counters and
  * reports, with the caller's file and line: see the macros at the end), dma_cma_*
  * (contiguous areas' statistics), dma_iommu_* (IOMMU domains: a device created with
- * dma_device_config.iommu set goes through one).
+ * dma_device_config.iommu set goes through one), dma_device_create_vfio / dma_vfio_* (a
+ * real PCI device bound to vfio-pci: its DMA through a VFIO container, its BARs, config
+ * space and bus mastering; 64-bit Linux only, refused with a message elsewhere).
  */
 
 /* Which way data moves (the kernel's values). */
@@ -289,8 +291,9 @@ enum dma_debug_error {
 };
 
 /**
- * A device as C holds it: the dma-core device and its simulated bus master. C sees an
- * opaque `struct device *` from `dma_device_create`.
+ * A device as C holds it: the dma-core device, its simulated bus master and, for a
+ * device from `dma_device_create_vfio`, its VFIO handle (BARs, config space). C sees an
+ * opaque `struct device *`.
  */
 struct device;
 
@@ -1016,12 +1019,13 @@ struct device *dma_device_create(const struct dma_device_config *config);
  * Destroys a device. NULL is a no-op. Allocations and mappings still live on it stay
  * valid memory of the system but can no longer be freed through it (dma-debug reports
  * them; a contiguous area of the device's own with live allocations is kept, not
- * reused).
+ * reused). A VFIO device's BAR mappings end, and its container is closed once nothing
+ * else (a dma_pool) keeps the device alive: the kernel then drops its IOMMU mappings.
  *
  * # Safety
  *
- * `dev` is NULL or a pointer from `dma_device_create` not destroyed before; nothing
- * uses it afterwards.
+ * `dev` is NULL or a pointer from `dma_device_create` or `dma_device_create_vfio` not
+ * destroyed before; nothing uses it afterwards, nor its BAR mappings.
  */
 void dma_device_destroy(struct device *dev);
 
@@ -1724,6 +1728,118 @@ int dma_system_stats(struct dma_stats *out);
  * off each other's cache lines. 1 if the system cannot be built.
  */
 int dma_get_cache_alignment(void);
+
+/**
+ * Creates a device for the PCI device at `pci_addr` (`"0000:00:03.0"`, or `"00:03.0"` in
+ * segment 0), which must be bound to `vfio-pci` behind an IOMMU: its IOMMU group is
+ * opened in a VFIO type1 container of its own, which becomes the device's DMA ops
+ * (allocations and mappings get IOVAs below its masks, wherever the memory lies; memory
+ * comes from the system, built from `$DMA_OPTS` if nothing built it yet: use
+ * `platform=host` for memory a real device can reach).
+ *
+ * `config` is read as by `dma_device_create`: masks (what the device can address: the
+ * IOVAs stay below them), `coherent` (set it for a device that snoops the CPU caches,
+ * as every PCI device on x86 does: userspace cannot make memory uncached, so coherent
+ * allocations for a non-coherent device fail), `bus_dma_limit`, segment limits. `name`
+ * may be NULL: the device is then named by its PCI address. `iommu` must be NULL and
+ * `cma_size` 0. Bus mastering stays as it was: see `dma_vfio_set_master`. Destroy the
+ * device with `dma_device_destroy`, which unmaps its BARs and closes the container
+ * (the kernel then drops every IOMMU mapping still live).
+ *
+ * Returns NULL (the reason is printed) for a NULL or malformed address, a NULL config,
+ * a config `dma_device_create` refuses, a non-NULL `iommu` or a non-zero `cma_size`; for
+ * a device that does not exist, has no IOMMU group (no IOMMU), is not bound to vfio-pci
+ * or whose group is not viable; for a mask below the IOMMU's first valid IOVA; and on
+ * any target but 64-bit Linux.
+ *
+ * # Safety
+ *
+ * `pci_addr` is NULL or a NUL-terminated string; `config` is NULL or points to a valid
+ * `struct dma_device_config` whose `name` is NULL or a NUL-terminated string and whose
+ * `range_map` points to `nr_ranges` entries.
+ */
+struct device *dma_device_create_vfio(const char *pci_addr, const struct dma_device_config *config);
+
+/**
+ * `pci_iomap`: maps BAR `bar` (0 to 5) of a VFIO device into the process and returns its
+ * address (the kernel's `void __iomem *`: access registers only with volatile loads and
+ * stores of their width); `*size` gets its length when `size` is not NULL. Each call is a
+ * new mapping; `dma_vfio_unmap_bar` or the device's destruction ends it.
+ *
+ * Returns NULL (the reason is printed; `*size` untouched) for a NULL device, a device not
+ * from `dma_device_create_vfio`, a BAR above 5, one the device does not have or that
+ * cannot be mapped (an I/O-port BAR), or when `mmap` fails.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `size` is NULL or writable. The mapping must not be
+ * used after `dma_vfio_unmap_bar` or `dma_device_destroy`.
+ */
+void *dma_vfio_map_bar(struct device *dev, unsigned int bar, size_t *size);
+
+/**
+ * `pci_iounmap`: ends a mapping from `dma_vfio_map_bar`. NULL `addr` is a no-op; an
+ * address that is not the start of a live mapping of this device, or a NULL device, is
+ * refused with a message.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; nothing uses the mapping afterwards.
+ */
+void dma_vfio_unmap_bar(struct device *dev, void *addr);
+
+/**
+ * `pci_read_config_*` over a buffer: reads `len` bytes of the device's configuration
+ * space at `offset` into `buf` (multi-byte registers are little-endian, as on the bus).
+ *
+ * Returns 0, or (`buf` untouched, the reason printed) `-EINVAL` for a NULL argument, a
+ * device not from `dma_device_create_vfio` or a range past the end of config space; the
+ * OS error (`-EIO`, ...) when the read fails.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `buf` is NULL or `len` writable bytes.
+ */
+int dma_vfio_config_read(struct device *dev, unsigned int offset, void *buf, size_t len);
+
+/**
+ * `pci_write_config_*` over a buffer: writes `len` bytes from `buf` to the device's
+ * configuration space at `offset`. vfio-pci filters what userspace may change (BARs,
+ * for one, are virtualised).
+ *
+ * Returns 0, or `-EINVAL` for a NULL argument, a device not from
+ * `dma_device_create_vfio` or a range past the end of config space; the OS error when
+ * the write fails (the reason is printed).
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `buf` is NULL or `len` readable bytes.
+ */
+int dma_vfio_config_write(struct device *dev, unsigned int offset, const void *buf, size_t len);
+
+/**
+ * `pci_set_master`: sets bus mastering (and memory decoding, which BAR access needs) in
+ * the command register. vfio-pci leaves bus mastering off, and a device without it
+ * "completes" its DMA having reached nothing, with no error anywhere.
+ *
+ * Returns 0, `-EINVAL` for a NULL device or one not from `dma_device_create_vfio`, or
+ * the OS error of the config access (the reason is printed).
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+int dma_vfio_set_master(struct device *dev);
+
+/**
+ * `pci_clear_master`: clears bus mastering, so the device can start no more DMA. Returns
+ * as `dma_vfio_set_master`.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+int dma_vfio_clear_master(struct device *dev);
 
 #ifdef __cplusplus
 }  // extern "C"

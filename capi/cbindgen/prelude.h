@@ -13,7 +13,9 @@
  * <dma-kernel-compat.h> for their kernel names), dma_debug_* (dma-debug's counters and
  * reports, with the caller's file and line: see the macros at the end), dma_cma_*
  * (contiguous areas' statistics), dma_iommu_* (IOMMU domains: a device created with
- * dma_device_config.iommu set goes through one).
+ * dma_device_config.iommu set goes through one), dma_device_create_vfio / dma_vfio_* (a
+ * real PCI device bound to vfio-pci: its DMA through a VFIO container, its BARs, config
+ * space and bus mastering; 64-bit Linux only, refused with a message elsewhere).
  */
 
 /* Which way data moves (the kernel's values). */

@@ -11,12 +11,14 @@ use crate::boundary::{neg, nothing, null, refuse, zero};
 use crate::system::system;
 use crate::types::{dma_addr_t, dma_device_config};
 
-/// A device as C holds it: the dma-core device and its simulated bus master. C sees an
-/// opaque `struct device *` from `dma_device_create`.
+/// A device as C holds it: the dma-core device, its simulated bus master and, for a
+/// device from `dma_device_create_vfio`, its VFIO handle (BARs, config space). C sees an
+/// opaque `struct device *`.
 #[derive(Debug)]
 pub struct device {
     pub(crate) dev: Arc<Device>,
     pub(crate) bus: BusMaster,
+    pub(crate) vfio: Option<crate::vfio::Vfio>,
 }
 
 /// The device behind a C pointer, or `EINVAL` (with a message naming `func`) for NULL.
@@ -29,11 +31,60 @@ pub(crate) unsafe fn to_dev<'a>(func: &str, p: *const device) -> Result<&'a devi
     unsafe { p.as_ref() }.ok_or_else(|| refuse(func, format_args!("NULL device")))
 }
 
-fn mask(raw: u64, default: DmaMask) -> Result<DmaMask, Errno> {
+fn mask(func: &str, raw: u64, default: DmaMask) -> Result<DmaMask, Errno> {
     if raw == 0 {
         return Ok(default);
     }
-    DmaMask::from_raw(raw).ok_or_else(|| refuse("dma_device_create", format_args!("{raw:#x} is not a DMA_BIT_MASK")))
+    DmaMask::from_raw(raw).ok_or_else(|| refuse(func, format_args!("{raw:#x} is not a DMA_BIT_MASK")))
+}
+
+/// The dma-core configuration a C config asks for, without the IOMMU (`config.iommu` is
+/// the caller's business). `name` is the config's name, or `default_name` when that is
+/// NULL (and a NULL name is refused when there is no default).
+///
+/// # Safety
+///
+/// `c.name` is NULL or a NUL-terminated string, `c.range_map` points to `c.nr_ranges`
+/// entries.
+pub(crate) unsafe fn device_config(
+    func: &str,
+    c: &dma_device_config,
+    default_name: Option<&str>,
+) -> Result<DeviceConfig, Errno> {
+    let name = if c.name.is_null() {
+        default_name.ok_or_else(|| refuse(func, format_args!("NULL name")))?.to_owned()
+    } else {
+        // SAFETY: the caller passes a NUL-terminated name.
+        unsafe { CStr::from_ptr(c.name) }.to_string_lossy().into_owned()
+    };
+    let dma_mask = mask(func, c.dma_mask, DmaMask::bits(32))?;
+    let mut cfg = DeviceConfig::new(&name)
+        .coherence(if c.coherent { Coherence::Coherent } else { Coherence::NonCoherent })
+        .mask(dma_mask)
+        .bus_dma_limit(c.bus_dma_limit)
+        .min_align_mask(c.min_align_mask);
+    cfg.coherent_dma_mask = mask(func, c.coherent_dma_mask, dma_mask)?;
+    if c.max_segment_size != 0 {
+        cfg.max_segment_size = c.max_segment_size;
+    }
+    if c.nr_ranges != 0 {
+        if c.range_map.is_null() {
+            return Err(refuse(func, format_args!("NULL range_map with {} ranges", c.nr_ranges)));
+        }
+        // SAFETY: the caller passes `nr_ranges` entries at `range_map`.
+        let ranges = unsafe { std::slice::from_raw_parts(c.range_map, c.nr_ranges) };
+        for r in ranges {
+            cfg = cfg.range(BusDmaRegion {
+                cpu_start: PhysAddr(r.cpu_start),
+                dma_start: DmaAddr(r.dma_start),
+                size: r.size,
+            });
+        }
+    }
+    if c.cma_size != 0 {
+        cfg = cfg.cma(c.cma_size);
+    }
+    Ok(cfg)
 }
 
 /// Creates a device on the system (built from `$DMA_OPTS` if nothing built it yet).
@@ -52,57 +103,28 @@ pub unsafe extern "C" fn dma_device_create(config: *const dma_device_config) -> 
     boundary!(null, {
         // SAFETY: the caller passes NULL or a valid config.
         let c = unsafe { config.as_ref() }.ok_or_else(|| refuse("dma_device_create", format_args!("NULL config")))?;
-        if c.name.is_null() {
-            return Err(refuse("dma_device_create", format_args!("NULL name")));
-        }
-        // SAFETY: the caller passes a NUL-terminated name.
-        let name = unsafe { CStr::from_ptr(c.name) }.to_string_lossy();
-        let dma_mask = mask(c.dma_mask, DmaMask::bits(32))?;
-        let mut cfg = DeviceConfig::new(&name)
-            .coherence(if c.coherent { Coherence::Coherent } else { Coherence::NonCoherent })
-            .mask(dma_mask)
-            .bus_dma_limit(c.bus_dma_limit)
-            .min_align_mask(c.min_align_mask);
-        cfg.coherent_dma_mask = mask(c.coherent_dma_mask, dma_mask)?;
-        if c.max_segment_size != 0 {
-            cfg.max_segment_size = c.max_segment_size;
-        }
-        if c.nr_ranges != 0 {
-            if c.range_map.is_null() {
-                return Err(refuse("dma_device_create", format_args!("NULL range_map with {} ranges", c.nr_ranges)));
-            }
-            // SAFETY: the caller passes `nr_ranges` entries at `range_map`.
-            let ranges = unsafe { std::slice::from_raw_parts(c.range_map, c.nr_ranges) };
-            for r in ranges {
-                cfg = cfg.range(BusDmaRegion {
-                    cpu_start: PhysAddr(r.cpu_start),
-                    dma_start: DmaAddr(r.dma_start),
-                    size: r.size,
-                });
-            }
-        }
-        if c.cma_size != 0 {
-            cfg = cfg.cma(c.cma_size);
-        }
+        // SAFETY: the caller passes a valid name and range map.
+        let mut cfg = unsafe { device_config("dma_device_create", c, None) }?;
         if !c.iommu.is_null() {
             // SAFETY: the caller passes NULL or a live domain.
             cfg = unsafe { crate::iommu::to_domain("dma_device_create", c.iommu) }?.attach(cfg);
         }
         let dev = Device::new(system()?, cfg)?;
         let bus = BusMaster::new(&dev);
-        Ok(Box::into_raw(Box::new(device { dev, bus })))
+        Ok(Box::into_raw(Box::new(device { dev, bus, vfio: None })))
     })
 }
 
 /// Destroys a device. NULL is a no-op. Allocations and mappings still live on it stay
 /// valid memory of the system but can no longer be freed through it (dma-debug reports
 /// them; a contiguous area of the device's own with live allocations is kept, not
-/// reused).
+/// reused). A VFIO device's BAR mappings end, and its container is closed once nothing
+/// else (a dma_pool) keeps the device alive: the kernel then drops its IOMMU mappings.
 ///
 /// # Safety
 ///
-/// `dev` is NULL or a pointer from `dma_device_create` not destroyed before; nothing
-/// uses it afterwards.
+/// `dev` is NULL or a pointer from `dma_device_create` or `dma_device_create_vfio` not
+/// destroyed before; nothing uses it afterwards, nor its BAR mappings.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dma_device_destroy(dev: *mut device) {
     c_call!(nothing, {

@@ -7,7 +7,8 @@
 //! gets from elsewhere (the platform, `struct device`, `kmalloc`, the device's side of
 //! DMA) is here too, under `dma_system_*`, `dma_device_*`, `dmalib_*` and `dma_sim_*`;
 //! dma-debug's counters and reports under `dma_debug_*`, the contiguous areas'
-//! statistics under `dma_cma_*`, IOMMU domains (dma-iommu) under `dma_iommu_*`.
+//! statistics under `dma_cma_*`, IOMMU domains (dma-iommu) under `dma_iommu_*`, real PCI
+//! devices behind VFIO (`dma_device_create_vfio`, BARs and config space) under `dma_vfio_*`.
 //!
 //! Rules every export follows (after rustls-ffi):
 //!
@@ -17,8 +18,8 @@
 //! - out-parameters are written only on success;
 //! - the header is generated, checked in, and a test fails when it drifts.
 //!
-//! Handles: `struct device *` is a boxed [`device`] (an `Arc<Device>` and the
-//! device's simulated bus master); `struct dma_iommu_domain *` and `struct dma_pool *`
+//! Handles: `struct device *` is a boxed [`device`] (an `Arc<Device>`, the device's
+//! simulated bus master and, for a VFIO device, its BAR mappings and VFIO descriptors); `struct dma_iommu_domain *` and `struct dma_pool *`
 //! box a dma-iommu `Domain` and a dma-core `DmaPool`; `struct page *` is the CPU
 //! address of the page's first byte in the platform's cached view, so `page_address` is
 //! a cast and `virt_to_page` rounds down.
@@ -46,6 +47,7 @@ mod sg;
 mod sim;
 mod system;
 mod types;
+mod vfio;
 
 pub use alloc::*;
 pub use caller::*;
@@ -62,3 +64,4 @@ pub use sg::*;
 pub use sim::*;
 pub use system::*;
 pub use types::*;
+pub use vfio::*;

@@ -143,6 +143,35 @@ fn example_driver_runs() {
     run(&exe, "");
 }
 
+/// The VFIO example driver (run in the QEMU guest by tests/qemu/run.sh) builds here too,
+/// and without the device (no /dev/vfio on this machine) fails cleanly: the library's
+/// message, a FAIL line, exit status 1, no crash and nothing for AddressSanitizer.
+#[test]
+fn vfio_example_builds_and_fails_cleanly_without_the_device() {
+    for lang in [Lang::C, Lang::CAsan] {
+        let exe = build("examples/c/edu_vfio.c", lang);
+        let out = Command::new(&exe)
+            .arg("ffff:ff:1f.7")
+            .env("DMA_OPTS", "dma_debug=1")
+            .env_remove("LD_LIBRARY_PATH")
+            .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
+            .output()
+            .expect("the example runs");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!("{stdout}{stderr}");
+        assert_eq!(out.status.code(), Some(1), "{} ({}):\n{text}", exe.display(), out.status);
+        assert!(stdout.contains("RESULT c_vfio_system PASS"), "{text}");
+        assert!(stdout.contains("RESULT c_vfio_device FAIL"), "{text}");
+        let why = if cfg!(all(target_os = "linux", target_pointer_width = "64")) {
+            "ffff:ff:1f.7: no such PCI device"
+        } else {
+            "VFIO devices need 64-bit Linux"
+        };
+        assert!(stderr.contains(&format!("dma: dma_device_create_vfio: {why}")), "{text}");
+        assert!(!text.contains("AddressSanitizer"), "{text}");
+    }
+}
+
 /// `scripts/install.sh` into a fresh prefix (with this build's libraries), then the example
 /// driver is built as its users would: the installed header, flags from `pkg-config`, once
 /// against `libdma.so` and once fully static.

@@ -349,10 +349,16 @@ impl Device {
                 // SAFETY: forwarded from the caller.
                 Some(phys) => unsafe { ops.map_phys(self, phys, size, dir, attrs) },
                 None => {
-                    self.warn(format_args!(
-                        "dma_map_single: {ptr:p} is not platform memory; use kmalloc or a DMA allocation"
-                    ));
-                    Err(Errno::EINVAL)
+                    let cpu = NonNull::new(ptr).ok_or(Errno::EINVAL)?;
+                    // SAFETY: forwarded from the caller.
+                    let r = unsafe { ops.map_virt(self, cpu, size, dir, attrs) };
+                    if r == Err(Errno::EINVAL) {
+                        self.warn(format_args!(
+                            "dma_map_single: {ptr:p} is not platform memory and {} cannot map process memory; use kmalloc or a DMA allocation",
+                            ops.name()
+                        ));
+                    }
+                    r
                 }
             },
         }

@@ -91,7 +91,7 @@ pub trait DmaOps: Send + Sync + Debug {
         attrs: Attrs,
     ) -> Result<DmaAddr>;
 
-    /// `unmap_phys`: returns the physical address the mapping started at.
+    /// `unmap_phys`.
     ///
     /// # Errors
     ///
@@ -100,14 +100,32 @@ pub trait DmaOps: Send + Sync + Debug {
     /// # Safety
     ///
     /// `dma` and `size` must be those of one live mapping from `map_phys`.
-    unsafe fn unmap_phys(
+    unsafe fn unmap_phys(&self, dev: &Device, dma: DmaAddr, size: usize, dir: Direction, attrs: Attrs) -> Result<()>;
+
+    /// `map_phys` for memory the platform does not own (a heap or stack buffer of the
+    /// process, which has no physical address here). Only ops that map process addresses
+    /// themselves can (VFIO hands the IOMMU a virtual address); the default refuses with
+    /// `EINVAL`, and the caller says why.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` when the ops cannot map process memory; else as [`DmaOps::map_phys`].
+    ///
+    /// # Safety
+    ///
+    /// `[cpu, cpu + size)` must stay valid until the unmap, and the CPU must not touch it
+    /// while the device owns it.
+    unsafe fn map_virt(
         &self,
         dev: &Device,
-        dma: DmaAddr,
+        cpu: std::ptr::NonNull<u8>,
         size: usize,
         dir: Direction,
         attrs: Attrs,
-    ) -> Result<PhysAddr>;
+    ) -> Result<DmaAddr> {
+        let _ = (dev, cpu, size, dir, attrs);
+        Err(crate::Errno::EINVAL)
+    }
 
     /// `sync_single_for_cpu`.
     ///

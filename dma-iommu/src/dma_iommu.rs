@@ -326,25 +326,17 @@ impl DmaOps for Domain {
         Ok(DmaAddr(iova + off))
     }
 
-    unsafe fn unmap_phys(
-        &self,
-        dev: &Device,
-        dma: DmaAddr,
-        size: usize,
-        dir: Direction,
-        attrs: Attrs,
-    ) -> Result<PhysAddr> {
+    unsafe fn unmap_phys(&self, dev: &Device, dma: DmaAddr, size: usize, dir: Direction, attrs: Attrs) -> Result<()> {
         let off = dma.0 & (IOVA_GRANULE - 1);
         let (iova, len) = (dma.0 - off, granule_align(size as u64 + off));
         if size == 0 || !self.is_live(iova, len) {
             return Err(Errno::EINVAL);
         }
-        let phys = self.pgtable().iova_to_phys(dma.0).ok_or(Errno::EINVAL)?;
         if !attrs.intersects(Attrs::SKIP_CPU_SYNC | Attrs::MMIO) {
             self.sync(dev, dma, size, |sys, p, l| sys.arch_sync_for_cpu(p, l, dir));
         }
         self.unmap_and_free(iova, len);
-        Ok(phys)
+        Ok(())
     }
 
     unsafe fn sync_for_cpu(&self, dev: &Device, dma: DmaAddr, size: usize, dir: Direction) {

@@ -46,10 +46,12 @@ host_coherent_roundtrip host_noncoherent_roundtrip host_map_single_bounce \
 c_edu_probe c_bus_master c_system c_devices c_coherent_roundtrip c_noncoherent_roundtrip \
 c_map_single_bounce c_dma_debug_clean"
 EXPECT_iommu="vfio_open vfio_roundtrip vfio_noncontiguous vfio_unmap_fault vfio_dmaops_device \
-vfio_dmaops_coherent vfio_dmaops_map_single_high vfio_dmaops_noncontiguous"
+vfio_dmaops_coherent vfio_dmaops_map_single_high vfio_dmaops_noncontiguous \
+c_vfio_system c_vfio_device c_vfio_config c_vfio_bus_master c_vfio_bar0 c_vfio_coherent_roundtrip \
+c_vfio_map_single_pages c_vfio_map_single_malloc c_vfio_dma_debug_clean"
 # Programs each kind of boot runs; each must end with `GUEST <program> rc=0`.
 PROGRAMS_noiommu="dma-qemu-guest edu_driver"
-PROGRAMS_iommu="dma-qemu-guest"
+PROGRAMS_iommu="dma-qemu-guest edu_vfio"
 # Modules each kind of boot loads; their dependencies come along, in order.
 MODS_noiommu="uio_pci_generic"
 MODS_iommu="vfio_iommu_type1 vfio-pci"
@@ -260,6 +262,10 @@ prepare_arch() {
     "$TARGET_DIR/$triple/release/libdma.a" -lpthread -ldl -lm -lrt -o "$driver" 2>"$OUT/$arch/cc.log" ||
     { cat "$OUT/$arch/cc.log" >&2; die "edu_driver.c does not build for $arch"; }
   is_static "$driver" || die "$driver is not statically linked"
+  "$cc" -static -O2 -std=c11 -Wall -Wextra -Werror -I include examples/c/edu_vfio.c \
+    "$TARGET_DIR/$triple/release/libdma.a" -lpthread -ldl -lm -lrt -o "$OUT/$arch/edu_vfio" 2>"$OUT/$arch/cc-vfio.log" ||
+    { cat "$OUT/$arch/cc-vfio.log" >&2; die "edu_vfio.c does not build for $arch"; }
+  is_static "$OUT/$arch/edu_vfio" || die "$OUT/$arch/edu_vfio is not statically linked"
 
   local root=$OUT/$arch/initramfs
   rm -rf "$root"
@@ -267,6 +273,7 @@ prepare_arch() {
   cp "$BUSYBOX" "$root/bin/busybox"
   cp "$guest" "$root/bin/dma-qemu-guest"
   cp "$driver" "$root/bin/edu_driver"
+  cp "$OUT/$arch/edu_vfio" "$root/bin/edu_vfio"
   for mode in noiommu iommu; do
     local mods_var=MODS_$mode order=$root/lib/modules/order.$mode
     local mods=${!mods_var}
@@ -315,6 +322,15 @@ if [ "$mode" = noiommu ]; then
   limit=$(printf '0x%x' $((1 << bits)))
   DMA_OPTS="platform=host host_mem=4M hugepages=16 host_low=2M,$limit swiotlb=1M dma_debug=1" /bin/edu_driver $bits
   echo "GUEST edu_driver rc=$? uptime $(cut -d' ' -f1 /proc/uptime)"
+fi
+if [ "$mode" = iommu ]; then
+  # The C driver through VFIO: the edu device by vendor and device id, wherever it sits.
+  addr=
+  for d in /sys/bus/pci/devices/*; do
+    [ "$(cat $d/vendor)" = 0x1234 ] && [ "$(cat $d/device)" = 0x11e8 ] && addr=${d##*/}
+  done
+  DMA_OPTS="platform=host host_mem=4M swiotlb=0 dma_debug=1" /bin/edu_vfio $addr $bits
+  echo "GUEST edu_vfio rc=$? uptime $(cut -d' ' -f1 /proc/uptime)"
 fi
 reboot -f
 EOF

@@ -118,21 +118,35 @@ impl DmaOps for VfioDevice {
         Ok(DmaAddr(iova.0 + off as u64))
     }
 
-    unsafe fn unmap_phys(
-        &self,
-        dev: &Device,
-        dma: DmaAddr,
-        size: usize,
-        dir: Direction,
-        attrs: Attrs,
-    ) -> Result<PhysAddr> {
+    unsafe fn unmap_phys(&self, dev: &Device, dma: DmaAddr, size: usize, dir: Direction, attrs: Attrs) -> Result<()> {
         let sys = dev.system();
-        let phys = self.iova_to_virt(dma).and_then(|v| sys.virt_to_phys(v as *const u8)).ok_or(Errno::EINVAL)?;
         if !dev.is_coherent() && !attrs.intersects(Attrs::SKIP_CPU_SYNC | Attrs::MMIO) {
             self.for_each_phys(sys, dma, size, |p, l| sys.arch_sync_for_cpu(p, l, dir));
         }
-        self.unmap_dma(dma)?;
-        Ok(phys)
+        self.unmap_dma(dma).map(|_| ())
+    }
+
+    unsafe fn map_virt(
+        &self,
+        dev: &Device,
+        cpu: std::ptr::NonNull<u8>,
+        size: usize,
+        dir: Direction,
+        _attrs: Attrs,
+    ) -> Result<DmaAddr> {
+        // The IOMMU takes the process address as it is. Memory of a non-coherent device
+        // needs cache maintenance by physical address, which foreign memory has none of.
+        if !dev.is_coherent() {
+            dev.warn(format_args!(
+                "VFIO: a non-coherent device maps only platform memory (kmalloc or a DMA allocation)"
+            ));
+            return Err(Errno::EINVAL);
+        }
+        let addr = cpu.as_ptr() as usize;
+        let off = addr % IOVA_GRANULE as usize;
+        let len = (size + off).div_ceil(IOVA_GRANULE as usize) * IOVA_GRANULE as usize;
+        let iova = self.map_pieces(&[(addr - off, len)], dir, dev.map_limit())?;
+        Ok(DmaAddr(iova.0 + off as u64))
     }
 
     unsafe fn sync_for_cpu(&self, dev: &Device, dma: DmaAddr, size: usize, dir: Direction) {
