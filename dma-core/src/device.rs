@@ -185,7 +185,7 @@ impl Device {
     /// segment size; `EIO` when the platform cannot serve one of the masks (see
     /// [`Device::set_mask`]).
     pub fn new(system: &Arc<System>, config: DeviceConfig) -> Result<Arc<Device>> {
-        if config.name.is_empty() || config.max_segment_size == 0 {
+        if config.name.is_empty() || config.max_segment_size == 0 || config.min_align_mask > u32::MAX as u64 {
             return Err(Errno::EINVAL);
         }
         for r in &config.range_map {
@@ -308,8 +308,16 @@ impl Device {
     }
 
     /// `dma_set_min_align_mask`.
-    pub fn set_min_align_mask(&self, mask: u64) {
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a mask wider than 32 bits (the kernel's is an `unsigned int`).
+    pub fn set_min_align_mask(&self, mask: u64) -> Result<()> {
+        if mask > u32::MAX as u64 {
+            return Err(Errno::EINVAL);
+        }
         self.min_align_mask.store(mask, Relaxed);
+        Ok(())
     }
 
     /// `min_not_zero(dma_mask, bus_dma_limit)`: the highest bus address a streaming

@@ -176,8 +176,9 @@ impl Swiotlb {
 
     /// `swiotlb_max_mapping_size` for a device with this `min_align_mask`.
     pub fn max_mapping_size(min_align_mask: u64) -> usize {
-        let pad = if min_align_mask == 0 { 0 } else { ((min_align_mask as usize) | (IO_TLB_SIZE - 1)) + 1 };
-        MAX_MAPPING_SIZE.saturating_sub(pad)
+        // In u64 and saturating: the mask may be as wide as the device claims.
+        let pad = if min_align_mask == 0 { 0 } else { (min_align_mask | (IO_TLB_SIZE as u64 - 1)).saturating_add(1) };
+        MAX_MAPPING_SIZE.saturating_sub(usize::try_from(pad).unwrap_or(usize::MAX))
     }
 
     /// Statistics.
@@ -539,6 +540,14 @@ mod tests {
             unsafe { p.tlb.map(buf.as_mut_ptr() as usize, 0, 16, 0, u64::MAX, Attrs::empty(), &quiet) }.unwrap();
         p.tlb.unmap(again, 16, Direction::ToDevice, Attrs::empty()).unwrap();
         p.tlb.check_invariants();
+    }
+
+    #[test]
+    fn max_mapping_size_never_overflows() {
+        assert_eq!(Swiotlb::max_mapping_size(0), MAX_MAPPING_SIZE);
+        assert_eq!(Swiotlb::max_mapping_size(0xfff), MAX_MAPPING_SIZE - 4096);
+        assert_eq!(Swiotlb::max_mapping_size(u64::MAX), 0);
+        assert_eq!(Swiotlb::max_mapping_size(0xffff_f800), 0);
     }
 
     #[test]

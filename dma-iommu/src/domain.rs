@@ -37,11 +37,20 @@ pub struct DomainConfig {
     pub strict: Option<bool>,
     /// IOVA ranges (first, last inclusive) never handed out: MSI doorbells, PCI windows.
     pub reserved: Vec<(u64, u64)>,
+    /// Lazy mode: the longest an unmapped IOVA waits for its IOTLB flush
+    /// ([`IOVA_FQ_TIMEOUT`](crate::fq::IOVA_FQ_TIMEOUT) by default).
+    pub flush_timeout: std::time::Duration,
 }
 
 impl Default for DomainConfig {
     fn default() -> Self {
-        DomainConfig { aperture_start: 0, aperture_end: (1 << IOVA_BITS) - 1, strict: None, reserved: Vec::new() }
+        DomainConfig {
+            aperture_start: 0,
+            aperture_end: (1 << IOVA_BITS) - 1,
+            strict: None,
+            reserved: Vec::new(),
+            flush_timeout: crate::fq::IOVA_FQ_TIMEOUT,
+        }
     }
 }
 
@@ -53,7 +62,13 @@ impl DomainConfig {
         self
     }
 
-    /// Chooses strict (`true`) or lazy invalidation regardless of the options.
+    /// Sets the lazy-mode flush timeout.
+    pub fn flush_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.flush_timeout = timeout;
+        self
+    }
+
+    /// Strict (`true`) or lazy invalidation, overriding `iommu.strict=`.
     pub fn strict(mut self, strict: bool) -> Self {
         self.strict = Some(strict);
         self
@@ -149,7 +164,7 @@ impl Domain {
             sys: Arc::clone(sys),
             iovad,
             pgtable: Mutex::new(PageTable::new()),
-            fq: (!strict).then(FlushQueue::new),
+            fq: (!strict).then(|| FlushQueue::with_timeout(config.flush_timeout)),
             iotlb_flushes: AtomicU64::new(0),
             allocs: Mutex::new(HashMap::new()),
             passthrough: sys.options().iommu_passthrough.unwrap_or(false),

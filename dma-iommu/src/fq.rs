@@ -38,6 +38,7 @@ struct Ring {
 #[derive(Debug)]
 pub struct FlushQueue {
     ring: Mutex<Ring>,
+    timeout: Duration,
     /// `fq_flush_start_cnt`: flushes begun.
     start: AtomicU64,
     /// `fq_flush_finish_cnt`: flushes completed; entries stamped below it are safe to free.
@@ -51,9 +52,15 @@ impl Default for FlushQueue {
 }
 
 impl FlushQueue {
-    /// An empty queue.
+    /// An empty queue with the kernel's timeout ([`IOVA_FQ_TIMEOUT`]).
     pub fn new() -> FlushQueue {
-        FlushQueue { ring: Mutex::new(Ring::default()), start: AtomicU64::new(0), finish: AtomicU64::new(0) }
+        FlushQueue::with_timeout(IOVA_FQ_TIMEOUT)
+    }
+
+    /// An empty queue whose entries wait at most `timeout` (tests under emulation, where
+    /// 10 ms pass between two lines, use a long one).
+    pub fn with_timeout(timeout: Duration) -> FlushQueue {
+        FlushQueue { ring: Mutex::new(Ring::default()), timeout, start: AtomicU64::new(0), finish: AtomicU64::new(0) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Ring> {
@@ -76,7 +83,7 @@ impl FlushQueue {
     pub fn queue(&self, pfn: u64, pages: u64, flush_iotlb: impl FnOnce(), free: impl FnMut(u64, u64)) {
         let mut ring = self.lock();
         let full = ring.entries.len() >= IOVA_FQ_SIZE;
-        let late = ring.oldest.is_some_and(|t| t.elapsed() >= IOVA_FQ_TIMEOUT);
+        let late = ring.oldest.is_some_and(|t| t.elapsed() >= self.timeout);
         if full || late {
             self.flush_locked(&mut ring, flush_iotlb);
         }
@@ -85,11 +92,11 @@ impl FlushQueue {
         self.ring_free(&mut ring, free);
     }
 
-    /// Flushes if the oldest entry has waited [`IOVA_FQ_TIMEOUT`] (the kernel's timer).
+    /// Flushes if the oldest entry has waited the timeout (the kernel's timer).
     /// Returns true when it flushed.
     pub fn poll(&self, flush_iotlb: impl FnOnce(), free: impl FnMut(u64, u64)) -> bool {
         let mut ring = self.lock();
-        if ring.oldest.is_none_or(|t| t.elapsed() < IOVA_FQ_TIMEOUT) {
+        if ring.oldest.is_none_or(|t| t.elapsed() < self.timeout) {
             return false;
         }
         self.flush_locked(&mut ring, flush_iotlb);
@@ -141,7 +148,8 @@ mod tests {
 
     #[test]
     fn entries_are_freed_only_after_the_flush_that_covers_them() {
-        let fq = FlushQueue::new();
+        // Long enough that emulation cannot make it fire between two lines of the test.
+        let fq = FlushQueue::with_timeout(Duration::from_secs(3600));
         let mut freed = Vec::new();
         let mut flushes = 0;
         for pfn in 0..IOVA_FQ_SIZE as u64 {
@@ -154,9 +162,15 @@ mod tests {
         assert_eq!(freed.len(), IOVA_FQ_SIZE, "all entries queued before the flush are freed");
         assert!(!freed.contains(&1000), "the entry queued after the flush waits for the next");
         assert!(!fq.poll(|| flushes += 1, |p, _| freed.push(p)), "not timed out yet");
-        std::thread::sleep(IOVA_FQ_TIMEOUT);
-        assert!(fq.poll(|| flushes += 1, |p, _| freed.push(p)));
+        assert!(fq.flush(|| flushes += 1, |p, _| freed.push(p)));
         assert_eq!((freed.last(), fq.pending(), fq.flushes()), (Some(&1000), 0, 2));
         assert!(!fq.flush(|| flushes += 1, |_, _| {}), "an empty queue does not flush");
+        // The timeout: an entry older than it is flushed by the next poll.
+        let quick = FlushQueue::with_timeout(Duration::from_millis(1));
+        quick.queue(7, 1, || {}, |_, _| {});
+        std::thread::sleep(Duration::from_millis(2));
+        let mut late = Vec::new();
+        assert!(quick.poll(|| {}, |p, _| late.push(p)));
+        assert_eq!(late, vec![7]);
     }
 }

@@ -261,7 +261,12 @@ fn strict_reuses_at_once_and_lazy_only_after_the_flush() {
     assert_eq!(strict.stats().iotlb_flushes, 1, "one invalidation per unmap");
     assert_eq!(map_one(&dev, buf), a, "the IOVA is reused at once");
 
-    let lazy = Domain::with_config(&sys, DomainConfig::default().strict(false)).unwrap();
+    // A long flush timeout: under emulation 10 ms can pass between two lines of this test.
+    let lazy = Domain::with_config(
+        &sys,
+        DomainConfig::default().strict(false).flush_timeout(std::time::Duration::from_secs(3600)),
+    )
+    .unwrap();
     assert!(!lazy.is_strict());
     let dev = device(&lazy, Coherence::Coherent, 32);
     let a = map_one(&dev, buf);
@@ -279,6 +284,10 @@ fn strict_reuses_at_once_and_lazy_only_after_the_flush() {
     }
     assert_eq!(lazy.stats().iotlb_flushes, 2);
     lazy.iova_domain().check_invariants();
+    drop((dev, strict, lazy));
+    // SAFETY: the buffer came from this system's kmalloc and is no longer mapped.
+    unsafe { sys.kfree(std::ptr::NonNull::new(buf).unwrap()).unwrap() };
+    drop(sys); // a 32-bit process has room for few systems at once
 
     let from_options = Domain::new(&system("iommu.strict=0")).unwrap();
     assert!(!from_options.is_strict());

@@ -321,7 +321,8 @@ fn a_device_released_with_live_mappings() {
 
 #[test]
 fn the_device_reads_what_the_cpu_did_not_hand_over() {
-    let d = Dbg::new();
+    // 64-byte lines, whatever the CPU has, so the dirty line is the one at offset 128.
+    let d = Dbg::with("dma_debug=1 cache_line=64");
     let dev = d.dev(Coherence::NonCoherent);
     let bus = BusMaster::new(&dev);
     let (cpu, dma) = dev.alloc_noncoherent(PAGE_SIZE, Direction::ToDevice, Gfp::GFP_KERNEL).unwrap();
@@ -432,7 +433,18 @@ fn every_kind_has_a_test_here() {
 #[test]
 fn guard_mode_kills_a_cpu_touch_and_names_the_buffer() {
     use std::os::unix::process::ExitStatusExt;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_guard_child")).output().unwrap();
+    // Under qemu-user the runner names the emulator (this host cannot exec foreign binaries).
+    let runner = std::env::var("DMA_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(emulator) => {
+            let mut c = std::process::Command::new(emulator);
+            c.args(words).arg(env!("CARGO_BIN_EXE_guard_child"));
+            c
+        }
+        None => std::process::Command::new(env!("CARGO_BIN_EXE_guard_child")),
+    };
+    let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.signal(), Some(libc_sigsegv()), "the child died of the fault: {stderr}");
     assert!(stderr.contains("dma-debug guard: the CPU touched a buffer the device owns"), "{stderr}");
