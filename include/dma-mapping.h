@@ -1413,7 +1413,7 @@ int dma_mapping_error(struct device *dev, dma_addr_t dma_addr);
  * unknown attrs, or a CPU address that is not the buffer at `dma_addr`; `-ENXIO` when
  * the range runs past the buffer or `dma_addr` is not RAM of the device; `-EOPNOTSUPP`
  * for a `DMA_ATTR_NO_KERNEL_MAPPING` buffer of a non-coherent device (its uncached
- * view is not reachable from here yet); or the `mremap` error.
+ * view is not reachable from here yet); or the mapping error.
  *
  * # Safety
  *

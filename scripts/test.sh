@@ -45,4 +45,5 @@ say "demo"
 cargo run --locked -q -p dma-core --example demo >/dev/null
 
 say "qemu system suite"; tests/qemu/run.sh
+say "cross"; scripts/cross.sh
 say "all suites passed"

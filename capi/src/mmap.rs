@@ -1,12 +1,12 @@
 //! `dma_mmap_attrs`: maps a DMA allocation into a caller-provided address range, the
 //! userspace form of mapping it into a process's VMA (`dma_direct_mmap`).
 //!
-//! The platform's RAM is shared memfd mappings, so the new mapping is made with
-//! `mremap(src, 0, len, MREMAP_MAYMOVE | MREMAP_FIXED, vm_start)`, which on a shared
-//! mapping creates a second mapping of the same pages over the caller's range: the
-//! cached view for a cached allocation, the memory view (the uncached alias) for a
-//! coherent allocation of a non-coherent device, the same attributes the kernel's
-//! `dma_pgprot` would choose.
+//! The platform's RAM is shared memfd mappings, so the new mapping is another
+//! `MAP_SHARED | MAP_FIXED` mapping of the same memfd pages over the caller's range
+//! ([`dma_core::System::map_at`]): the cached view for a cached allocation, the memory
+//! view (the uncached alias) for a coherent allocation of a non-coherent device, the
+//! same attributes the kernel's `dma_pgprot` would choose. (Not `mremap` with old size
+//! 0: QEMU's user mode refuses that.)
 //!
 //! # Safety
 //!
@@ -15,8 +15,9 @@
 //! the export's contract that replacing whatever is mapped there is fine.
 
 use std::ffi::{c_int, c_ulong, c_void};
+use std::ptr::NonNull;
 
-use dma_core::{Attrs, DmaAddr, Errno, PAGE_SIZE, page_align};
+use dma_core::{Attrs, DmaAddr, Errno, PAGE_SIZE, PhysAddr, page_align};
 
 use crate::boundary::{attrs, neg, refuse};
 use crate::dev::{device, to_dev};
@@ -32,7 +33,7 @@ use crate::types::{dma_addr_t, vm_area_struct};
 /// unknown attrs, or a CPU address that is not the buffer at `dma_addr`; `-ENXIO` when
 /// the range runs past the buffer or `dma_addr` is not RAM of the device; `-EOPNOTSUPP`
 /// for a `DMA_ATTR_NO_KERNEL_MAPPING` buffer of a non-coherent device (its uncached
-/// view is not reachable from here yet); or the `mremap` error.
+/// view is not reachable from here yet); or the mapping error.
 ///
 /// # Safety
 ///
@@ -74,9 +75,10 @@ pub unsafe extern "C" fn dma_mmap_attrs(
         }
         let sys = d.dev.system();
         let phys = d.dev.dma_to_phys(DmaAddr(dma_addr)).ok_or(Errno::ENXIO)?;
-        let src = (cpu_addr as usize + off * PAGE_SIZE) as *mut c_void;
+        let src = (cpu_addr as usize + off * PAGE_SIZE) as *const u8;
         let len = user * PAGE_SIZE;
-        match sys.virt_to_phys(cpu_addr.cast()) {
+        let first = PhysAddr(phys.0 + (off * PAGE_SIZE) as u64);
+        let uncached = match sys.virt_to_phys(cpu_addr.cast()) {
             Some(p) if p != phys => {
                 return Err(refuse(F, format_args!("{cpu_addr:p} is not the buffer at {dma_addr:#x}")));
             }
@@ -85,20 +87,41 @@ pub unsafe extern "C" fn dma_mmap_attrs(
                 if sys.virt_to_phys((src as usize + len - 1) as *const u8).is_none() {
                     return Err(Errno::ENXIO);
                 }
+                false
             }
             // Not the cached view: only the uncached alias of a coherent allocation of
             // a non-coherent device may be that.
-            None if !d.dev.is_coherent() && !a.intersects(Attrs::NON_CONSISTENT | Attrs::NO_KERNEL_MAPPING) => {}
+            None if !d.dev.is_coherent() && !a.intersects(Attrs::NON_CONSISTENT | Attrs::NO_KERNEL_MAPPING) => {
+                match sys.find_uncached(cpu_addr.cast()) {
+                    Some((_, p, _)) if p != phys => {
+                        return Err(refuse(F, format_args!("{cpu_addr:p} is not the buffer at {dma_addr:#x}")));
+                    }
+                    Some(_) => {}
+                    // An uncached vmap of scattered pages (behind an IOMMU): page by page.
+                    None => {
+                        let at = v.vm_start as usize;
+                        for i in 0..user {
+                            let p =
+                                sys.vmap_to_phys((src as usize + i * PAGE_SIZE) as *const u8).ok_or(Errno::ENXIO)?;
+                            let to = NonNull::new((at + i * PAGE_SIZE) as *mut u8).ok_or(Errno::EINVAL)?;
+                            // SAFETY: `p` is a page of the allocation's vmap; the destination
+                            // page is the caller's to replace (the export's contract).
+                            unsafe { sys.map_at(p, PAGE_SIZE, to, true) }?;
+                        }
+                        return Ok(0);
+                    }
+                }
+                true
+            }
             None => return Err(refuse(F, format_args!("{cpu_addr:p} is not a DMA allocation"))),
+        };
+        if !sys.is_ram(first, len) {
+            return Err(Errno::ENXIO);
         }
-        // SAFETY: `src` is a page-aligned address inside a shared mapping of the
-        // platform's memfd (checked above); old size 0 duplicates its pages rather than
-        // moving them; the destination range is the caller's to replace.
-        let r =
-            unsafe { libc::mremap(src, 0, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, v.vm_start as *mut c_void) };
-        if r == libc::MAP_FAILED {
-            return Err(Errno::from(std::io::Error::last_os_error()));
-        }
+        let at = NonNull::new(v.vm_start as *mut u8).ok_or(Errno::EINVAL)?;
+        // SAFETY: `[first, first + len)` is RAM of the allocation (checked above); the
+        // destination range is the caller's to replace (the export's contract).
+        unsafe { sys.map_at(first, len, at, uncached) }?;
         Ok(0)
     })
 }

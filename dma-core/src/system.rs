@@ -426,6 +426,32 @@ impl System {
         }
     }
 
+    /// Maps `[phys, phys + len)` of RAM (page aligned) over the caller's range
+    /// `[at, at + len)` with `MAP_SHARED | MAP_FIXED`, replacing what is there: the
+    /// cached view (the same memory as [`System::phys_to_virt`]), or with `uncached` the
+    /// memory view (what [`System::remap_uncached`] maps). The userspace `remap_pfn_range`
+    /// of `dma_mmap_attrs`; remove it with `munmap`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an unaligned or empty range, or one that is not RAM (of one region);
+    /// `EOPNOTSUPP` (with a message) for `uncached` on the host platform; the OS error if
+    /// mapping fails.
+    ///
+    /// # Safety
+    ///
+    /// `[at, at + len)` belongs to the caller, holds no Rust or C object in use, and may
+    /// be replaced.
+    pub unsafe fn map_at(&self, phys: PhysAddr, len: usize, at: NonNull<u8>, uncached: bool) -> Result<()> {
+        // SAFETY: forwarded from the caller.
+        let r = unsafe { self.ram.map_at(phys, len, at.as_ptr() as usize, uncached) };
+        r.inspect_err(|e| {
+            if uncached {
+                self.uncached_refused(*e);
+            }
+        })
+    }
+
     /// Removes a mapping made by [`System::remap_uncached`]; returns its physical range.
     ///
     /// # Errors

@@ -112,7 +112,7 @@ static void bad_input(struct device *dev, struct device *other)
     CHECK(dma_alloc_noncontiguous(dev, 4096, (enum dma_data_direction)9, GFP_KERNEL, 0) == NULL);
     CHECK(dma_alloc_noncontiguous(dev, 4096, DMA_TO_DEVICE, GFP_DMA32, 0) == NULL);
     CHECK(dma_alloc_noncontiguous(dev, 4096, DMA_TO_DEVICE, GFP_KERNEL, DMA_ATTR_FORCE_CONTIGUOUS) == NULL);
-    CHECK(dma_alloc_noncontiguous(dev, (size_t)1 << 33, DMA_TO_DEVICE, GFP_KERNEL, 0) == NULL);
+    CHECK(dma_alloc_noncontiguous(dev, SIZE_MAX - 4095, DMA_TO_DEVICE, GFP_KERNEL, 0) == NULL);
 
     /* Tables the library did not return are refused. */
     CHECK_EQ(sg_alloc_table(&mine, 1, GFP_KERNEL), 0);

@@ -429,6 +429,44 @@ impl HostRam {
         Err(Errno::EOPNOTSUPP)
     }
 
+    /// Maps the RAM of `[phys, phys + len)` (page aligned, one run) over
+    /// `[at, at + len)`, replacing what is there: its memfd pages, in one call per
+    /// stretch that is contiguous in the file too. `EOPNOTSUPP` for `uncached`
+    /// (userspace cannot map memory uncached).
+    ///
+    /// # Safety
+    ///
+    /// `[at, at + len)` is the caller's to replace: it holds no object in use.
+    pub(crate) unsafe fn map_at(&self, phys: PhysAddr, len: usize, at: usize, uncached: bool) -> Result<()> {
+        if uncached {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if phys.page_offset() != 0 || len == 0 || len % PAGE_SIZE != 0 || at % PAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let (i, rel) = self.locate(phys, len).ok_or(Errno::EINVAL)?;
+        let run = &self.runs[i];
+        let (fd, frame, rel) = (self.fd(run.huge), run.frame(), rel as usize);
+        // (file offset, destination, length) of each piece, merged where the file continues.
+        let mut pieces: Vec<(u64, usize, usize)> = Vec::new();
+        let mut done = 0;
+        while done < len {
+            let pos = rel + done;
+            let n = (frame - pos % frame).min(len - done);
+            let file_off = run.files[pos / frame] + (pos % frame) as u64;
+            match pieces.last_mut() {
+                Some(last) if last.0 + last.2 as u64 == file_off => last.2 += n,
+                _ => pieces.push((file_off, at + done, n)),
+            }
+            done += n;
+        }
+        for (off, dst, n) in pieces {
+            // SAFETY: the destination lies in the caller's range (forwarded contract).
+            unsafe { sys::map_fixed(fd, off, dst, n)? };
+        }
+        Ok(())
+    }
+
     /// There are no uncached remaps.
     pub(crate) fn unmap_uncached(&self, _va: usize) -> Option<(PhysAddr, usize)> {
         None

@@ -137,6 +137,22 @@ impl Platform {
         dispatch!(self, r => r.remap_uncached(phys, len))
     }
 
+    /// Maps the cached (or, `uncached`, the memory) view of `[phys, phys + len)` over
+    /// `[at, at + len)`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an unaligned range or one that is not RAM; `EOPNOTSUPP` for
+    /// `uncached` on the host; the OS error if mapping fails.
+    ///
+    /// # Safety
+    ///
+    /// `[at, at + len)` is the caller's to replace: it holds no object in use.
+    pub(crate) unsafe fn map_at(&self, phys: PhysAddr, len: usize, at: usize, uncached: bool) -> Result<()> {
+        // SAFETY: forwarded from the caller.
+        dispatch!(self, r => unsafe { r.map_at(phys, len, at, uncached) })
+    }
+
     /// Removes an uncached alias; its physical range, or `None` if `va` starts none.
     pub(crate) fn unmap_uncached(&self, va: usize) -> Option<(PhysAddr, usize)> {
         dispatch!(self, r => r.unmap_uncached(va))

@@ -342,6 +342,34 @@ impl SimRam {
         Ok(p.cast())
     }
 
+    /// Maps the cached view (or, `uncached`, the memory view) of `[phys, phys + len)`
+    /// (page aligned, one RAM region) over `[at, at + len)`, replacing what is there.
+    ///
+    /// # Safety
+    ///
+    /// `[at, at + len)` is the caller's to replace: it holds no object in use.
+    pub(crate) unsafe fn map_at(&self, phys: PhysAddr, len: usize, at: usize, uncached: bool) -> Result<()> {
+        if phys.page_offset() != 0 || len == 0 || len % PAGE_SIZE != 0 || at % PAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let off = self.offset(phys, len).ok_or(Errno::EINVAL)?;
+        let fd = if uncached { &self.memory_fd } else { &self.cached_fd };
+        // SAFETY: a shared mapping of our memfd over the caller's range (its contract);
+        // the file range exists (checked by `offset`).
+        unsafe {
+            mmap(
+                at as *mut std::ffi::c_void,
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::FIXED,
+                fd,
+                off as u64,
+            )
+        }
+        .map_err(|e| Errno::from_raw(e.raw_os_error()))?;
+        Ok(())
+    }
+
     /// Removes a remap made by [`SimRam::remap_uncached`]. Returns its physical range,
     /// or `None` (and changes nothing) if `va` is not the start of a live remap.
     pub(crate) fn unmap_uncached(&self, va: usize) -> Option<(PhysAddr, usize)> {
