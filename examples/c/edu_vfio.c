@@ -53,65 +53,22 @@
 
 #include <dma-mapping.h>
 
+#include "edu.h"
+
 #define DEFAULT_PCI_ADDR "0000:00:03.0"
 #define DEFAULT_DMA_BITS 28
 /* The host platform (real pinned pages; nothing bounces behind an IOMMU) with dma-debug
  * checking every call. */
 #define DEFAULT_OPTS "platform=host host_mem=4M swiotlb=0 dma_debug=1"
 
-#define EDU_VENDOR 0x1234
-#define EDU_DEVICE 0x11e8
 
-/* Registers (BAR0). */
-#define EDU_IDENT 0x00
-#define EDU_LIVENESS 0x04
-#define EDU_DMA_SRC 0x80
-#define EDU_DMA_DST 0x88
-#define EDU_DMA_COUNT 0x90
-#define EDU_DMA_CMD 0x98
-#define EDU_CMD_START 1u
-#define EDU_CMD_TO_RAM 2u
-
-/* The device's 4 KiB buffer, at this device address. QEMU 7.2 aborts on a transfer that
- * ends exactly at its end (an off-by-one fixed upstream): move one byte less. */
-#define EDU_BUF 0x40000u
-#define XFER 4095u
 #define BUF_SIZE 4096u
 
-#define PCI_VENDOR_ID 0x00
-#define PCI_COMMAND 0x04
-#define PCI_COMMAND_MASTER 0x4
 
-/* The kernel's wmb()/rmb() between normal memory and the device (see edu_driver.c): the
- * buffer before the start bit, the "done" status before the data. */
-#if defined(__aarch64__)
-#define dev_wmb() __asm__ __volatile__("dmb oshst" ::: "memory")
-#define dev_rmb() __asm__ __volatile__("dmb oshld" ::: "memory")
-#else
-#define dev_wmb() __asm__ __volatile__("" ::: "memory")
-#define dev_rmb() __asm__ __volatile__("" ::: "memory")
-#endif
 
 static unsigned dma_bits = DEFAULT_DMA_BITS;
 static uint64_t dma_limit = 1ull << DEFAULT_DMA_BITS;
-static int failures;
 
-static bool result(const char *name, bool ok, const char *fmt, ...)
-{
-    char detail[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    for (char *p = detail; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
-    printf("RESULT %s %s %s\n", name, ok ? "PASS" : "FAIL", detail);
-    fflush(stdout);
-    if (!ok)
-        failures++;
-    return ok;
-}
 
 /* ---- registers (the kernel's readl/writel/readq/writeq) ----------------------------- */
 
@@ -156,7 +113,7 @@ static int edu_wait(void)
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
     }
-    dev_rmb();
+    edu_rmb();
     return 0;
 }
 
@@ -168,7 +125,7 @@ static int edu_dma(uint64_t src, uint64_t dst, uint64_t len, uint64_t cmd)
     writeq(src, EDU_DMA_SRC);
     writeq(dst, EDU_DMA_DST);
     writeq(len, EDU_DMA_COUNT);
-    dev_wmb();
+    edu_wmb();
     writeq(EDU_CMD_START | cmd, EDU_DMA_CMD);
     return edu_wait();
 }
