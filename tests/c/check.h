@@ -44,4 +44,23 @@ static inline int check_result(const char *name)
     var##_cfg.coherent = (is_coherent);                                                 \
     struct device *var = dma_device_create(&var##_cfg)
 
+/* A byte pattern that differs between offsets and seeds, to tell every byte of a transfer
+ * from every other. */
+static inline void fill(unsigned char *p, size_t len, unsigned seed)
+{
+    size_t i;
+    for (i = 0; i < len; i++)
+        p[i] = (unsigned char)(i * 31 + seed);
+}
+
+/* 1 when `p` holds the pattern `fill` wrote with `seed`. */
+static inline int same(const unsigned char *p, size_t len, unsigned seed)
+{
+    size_t i;
+    for (i = 0; i < len; i++)
+        if (p[i] != (unsigned char)(i * 31 + seed))
+            return 0;
+    return 1;
+}
+
 #endif

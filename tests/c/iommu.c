@@ -36,22 +36,6 @@ static uint64_t bounces(void)
     return st.swiotlb_mappings;
 }
 
-static void fill(unsigned char *p, size_t len, unsigned seed)
-{
-    size_t i;
-    for (i = 0; i < len; i++)
-        p[i] = (unsigned char)(i * 31 + seed);
-}
-
-static int same(const unsigned char *p, size_t len, unsigned seed)
-{
-    size_t i;
-    for (i = 0; i < len; i++)
-        if (p[i] != (unsigned char)(i * 31 + seed))
-            return 0;
-    return 1;
-}
-
 /* dma_alloc_coherent is a page array mapped at one IOVA range; the device reads and
  * writes it through the page table, across pages that are not physically adjacent. */
 static void coherent_alloc(struct dma_iommu_domain *dom)

@@ -13,22 +13,6 @@
 
 static unsigned char back[MiB];
 
-static void fill(unsigned char *p, size_t len, unsigned seed)
-{
-    size_t i;
-    for (i = 0; i < len; i++)
-        p[i] = (unsigned char)(i * 31 + seed);
-}
-
-static int same(const unsigned char *p, size_t len, unsigned seed)
-{
-    size_t i;
-    for (i = 0; i < len; i++)
-        if (p[i] != (unsigned char)(i * 31 + seed))
-            return 0;
-    return 1;
-}
-
 static int zeroed(const unsigned char *p, size_t len)
 {
     size_t i;
