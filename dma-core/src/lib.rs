@@ -52,6 +52,7 @@ pub mod options;
 pub mod pool;
 mod scatterlist;
 pub mod sim;
+pub(crate) mod spinlock;
 pub mod swiotlb;
 mod system;
 

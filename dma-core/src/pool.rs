@@ -7,70 +7,108 @@
 //! the block, 0 meaning the chunk size). Allocation and free are O(1): a pool-wide stack
 //! of free blocks, as the 2023 rewrite of the kernel's pool has. Beyond the kernel's
 //! default build, every free is checked (the pool owns the address, it is a block start,
-//! the bus address matches, the block is in use), so a bad or double free is refused
-//! with a message instead of corrupting the pool. Destroying a pool with blocks in use
-//! reports them and leaks their chunks, as the kernel does.
+//! the bus address matches, the block is in use: a page-number hash and one bit), so a
+//! bad or double free is refused with a message instead of corrupting the pool.
+//! Destroying a pool with blocks in use reports them and leaks their chunks, as the
+//! kernel does.
 //!
 //! # Safety
 //!
 //! Zeroing writes only inside a block just taken from the free stack, which lies inside
 //! a live coherent chunk of this pool.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use crate::addr::{DmaAddr, PAGE_SIZE};
+use crate::addr::{DmaAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::device::Device;
 use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
+use crate::spinlock::{SpinLock, SpinLockGuard};
 
 /// A chunk: one coherent allocation carved into blocks.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Chunk {
     cpu: usize,
     dma: u64,
-    /// Bit `i` set while block `i` is handed out.
-    in_use: Vec<u64>,
-    used: usize,
 }
 
-/// A free block: where it is, and which bit tracks it.
+/// A free block: where it is, and which in-use bit tracks it.
 #[derive(Clone, Copy, Debug)]
 struct FreeBlock {
     cpu: usize,
     dma: u64,
-    chunk: u32,
-    index: u32,
+    bit: u32,
 }
 
-#[derive(Debug)]
+/// Hashes a page number for the page map. The table takes its bucket from the hash's low
+/// bits and a tag from its top seven: the low bits are the page number itself, so
+/// neighbouring pages (a pool's chunks, freed in address order) sit in neighbouring
+/// buckets, and the top bits are a multiplicative mix, so their tags differ. Page numbers
+/// come from the allocator, not from an adversary.
+#[derive(Default)]
+struct PageHasher(u64);
+
+impl Hasher for PageHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        const TAG: u64 = 0x7f << 57;
+        self.0 = (n & !TAG) | (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) & TAG);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[derive(Debug, Default)]
 struct Inner {
     /// Chunks in the order they were made (indices are stable).
     chunks: Vec<Chunk>,
-    /// (CPU address, chunk index), sorted by address, to find a freed block's chunk.
-    by_addr: Vec<(usize, u32)>,
+    /// CPU page number → the chunk holding that page: a freed block's chunk in O(1).
+    pages: HashMap<usize, u32, BuildHasherDefault<PageHasher>>,
+    /// One bit per block, set while it is handed out; chunk `c` owns the bits from
+    /// `c * chunk_bits`.
+    in_use: Vec<u64>,
     /// Free blocks, most recently freed last.
     free: Vec<FreeBlock>,
+    /// The chunk of the last free: frees come in runs from one chunk (a ring's
+    /// descriptors, a batch of completions), so most skip the hash.
+    last: usize,
 }
 
 /// A pool of equal, aligned coherent blocks (`struct dma_pool`).
 ///
 /// # Invariants
 ///
-/// Every `free` entry is a block start inside a chunk of `chunks` whose `in_use` bit is
-/// clear, and every clear bit of a chunk has exactly one `free` entry.
+/// Every `free` entry is a block start inside a chunk whose in-use bit is clear, and
+/// every clear bit of a chunk's blocks has exactly one `free` entry.
 pub struct DmaPool {
     name: String,
     dev: Arc<Device>,
     size: usize,
     allocation: usize,
     boundary: usize,
-    /// Blocks per boundary segment, and segments per chunk.
+    /// Blocks per boundary segment, and blocks per chunk.
     per_segment: usize,
     blocks_per_chunk: usize,
+    /// In-use bits reserved per chunk: `blocks_per_chunk` rounded up to whole words.
+    chunk_bits: usize,
     /// log2 of `size` when it is a power of two (a shift instead of a division on free).
     size_shift: Option<u32>,
-    inner: Mutex<Inner>,
+    /// The kernel's lock is a spin lock too: every section below is a few loads and stores.
+    inner: SpinLock<Inner>,
 }
 
 /// What `dma_pool_create` would refuse.
@@ -110,8 +148,9 @@ impl DmaPool {
             boundary,
             per_segment,
             blocks_per_chunk,
+            chunk_bits: blocks_per_chunk.next_multiple_of(64),
             size_shift: size.is_power_of_two().then(|| size.trailing_zeros()),
-            inner: Mutex::new(Inner { chunks: Vec::new(), by_addr: Vec::new(), free: Vec::new() }),
+            inner: SpinLock::new(Inner::default()),
         })
     }
 
@@ -127,7 +166,7 @@ impl DmaPool {
 
     /// Blocks handed out now.
     pub fn in_use(&self) -> usize {
-        self.lock().chunks.iter().map(|c| c.used).sum()
+        self.lock().in_use.iter().map(|w| w.count_ones() as usize).sum()
     }
 
     /// Chunks (coherent allocations) the pool holds.
@@ -135,8 +174,8 @@ impl DmaPool {
         self.lock().chunks.len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> SpinLockGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// The offset of block `i` in its chunk: blocks fill each boundary segment, then the
@@ -153,14 +192,17 @@ impl DmaPool {
     #[track_caller]
     pub fn alloc(&self, gfp: Gfp) -> Result<(NonNull<u8>, DmaAddr)> {
         let mut inner = self.lock();
-        if inner.free.is_empty() {
-            self.grow(&mut inner, gfp)?;
-        }
-        let FreeBlock { cpu, dma, chunk, index } = inner.free.pop().ok_or(Errno::ENOMEM)?;
-        let i = index as usize;
-        let chunk = &mut inner.chunks[chunk as usize];
-        chunk.in_use[i / 64] |= 1 << (i % 64);
-        chunk.used += 1;
+        let FreeBlock { cpu, dma, bit } = match inner.free.pop() {
+            Some(b) => b,
+            None => {
+                drop(inner);
+                let grown;
+                (inner, grown) = self.grow(gfp)?;
+                grown
+            }
+        };
+        let bit = bit as usize;
+        inner.in_use[bit / 64] |= 1 << (bit % 64);
         drop(inner);
         if gfp.contains(Gfp::__GFP_ZERO) {
             // SAFETY: the block is `size` bytes inside a live chunk and was just taken.
@@ -179,46 +221,61 @@ impl DmaPool {
         self.alloc(gfp | Gfp::__GFP_ZERO)
     }
 
-    fn grow(&self, inner: &mut Inner, gfp: Gfp) -> Result<()> {
+    /// Adds a chunk, pushes all its blocks but the first on the free stack and returns
+    /// the first, with the lock held again. As in the kernel, the chunk is allocated with
+    /// the lock dropped (the allocation may map memory), so two threads finding the stack
+    /// empty may both add one.
+    #[cold]
+    fn grow(&self, gfp: Gfp) -> Result<(SpinLockGuard<'_, Inner>, FreeBlock)> {
         let (cpu, dma) = self.dev.alloc_coherent(self.allocation, gfp)?;
         let (cpu, dma) = (cpu.as_ptr() as usize, dma.0);
-        let chunk = u32::try_from(inner.chunks.len()).map_err(|_| Errno::ENOMEM)?;
-        inner.chunks.push(Chunk { cpu, dma, in_use: vec![0; self.blocks_per_chunk.div_ceil(64)], used: 0 });
-        let at = inner.by_addr.partition_point(|&(c, _)| c < cpu);
-        inner.by_addr.insert(at, (cpu, chunk));
+        let mut inner = self.lock();
+        let c = inner.chunks.len();
+        let Some(bits) = (c + 1).checked_mul(self.chunk_bits).filter(|&b| u32::try_from(b).is_ok()) else {
+            drop(inner);
+            // SAFETY: the allocation just made above, never handed out.
+            unsafe { self.dev.free_coherent(self.allocation, cpu as *mut u8, DmaAddr(dma)) };
+            return Err(Errno::ENOMEM);
+        };
+        inner.chunks.push(Chunk { cpu, dma });
+        let first_page = cpu >> PAGE_SHIFT;
+        inner.pages.extend((0..self.allocation / PAGE_SIZE).map(|p| (first_page + p, c as u32)));
+        inner.in_use.resize(bits / 64, 0);
         // Lowest addresses first out of the stack.
-        for i in (0..self.blocks_per_chunk).rev() {
+        let base = c * self.chunk_bits;
+        let block = |i: usize| {
             let off = self.offset(i);
-            inner.free.push(FreeBlock { cpu: cpu + off, dma: dma + off as u64, chunk, index: i as u32 });
-        }
-        Ok(())
+            FreeBlock { cpu: cpu + off, dma: dma + off as u64, bit: (base + i) as u32 }
+        };
+        inner.free.extend((1..self.blocks_per_chunk).rev().map(block));
+        Ok((inner, block(0)))
     }
 
-    /// The chunk index and block index of a block start, if `cpu` is one.
+    /// The chunk and in-use bit of a block start, if `cpu` is one.
     #[inline]
-    fn find(&self, inner: &Inner, cpu: usize) -> Option<(usize, usize)> {
-        let k = inner.by_addr.partition_point(|&(c, _)| c <= cpu).checked_sub(1)?;
-        let (start, c) = inner.by_addr[k];
-        let off = cpu - start;
-        if off >= self.allocation {
-            return None;
+    fn find(&self, inner: &Inner, cpu: usize) -> Option<(Chunk, usize, usize)> {
+        let mut c = inner.last;
+        let mut chunk = *inner.chunks.get(c)?;
+        if cpu.wrapping_sub(chunk.cpu) >= self.allocation {
+            c = *inner.pages.get(&(cpu >> PAGE_SHIFT))? as usize;
+            chunk = inner.chunks[c];
         }
-        if self.boundary == self.allocation {
-            // One segment: the common case, a shift when the size is a power of two.
-            return match self.size_shift {
-                Some(s) if off & (self.size - 1) == 0 && off >> s < self.per_segment => Some((c as usize, off >> s)),
-                Some(_) => None,
-                None if off % self.size == 0 && off / self.size < self.per_segment => {
-                    Some((c as usize, off / self.size))
-                }
-                None => None,
-            };
-        }
-        let (seg, in_seg) = (off / self.boundary, off % self.boundary);
-        if in_seg % self.size != 0 || in_seg / self.size >= self.per_segment {
-            return None;
-        }
-        Some((c as usize, seg * self.per_segment + in_seg / self.size))
+        // The page is the chunk's, so `off` is below the allocation (at most 2^31 bytes).
+        let off = (cpu - chunk.cpu) as u32;
+        let (seg, in_seg) = if self.boundary == self.allocation {
+            (0, off)
+        } else {
+            // A boundary below the chunk size is a power of two.
+            let shift = self.boundary.trailing_zeros();
+            (off >> shift, off & (self.boundary as u32 - 1))
+        };
+        let i = match self.size_shift {
+            Some(s) if in_seg & (self.size as u32 - 1) == 0 => in_seg >> s,
+            Some(_) => return None,
+            None if in_seg % self.size as u32 == 0 => in_seg / self.size as u32,
+            None => return None,
+        } as usize;
+        (i < self.per_segment).then(|| (chunk, c, c * self.chunk_bits + seg as usize * self.per_segment + i))
     }
 
     /// `dma_pool_free`.
@@ -233,30 +290,25 @@ impl DmaPool {
     /// Nothing may use the block after the call.
     pub unsafe fn free(&self, cpu: *mut u8, dma: DmaAddr) -> Result<()> {
         let mut inner = self.lock();
-        let Some((c, i)) = self.find(&inner, cpu as usize) else {
+        let Some((chunk, c, bit)) = self.find(&inner, cpu as usize) else {
             drop(inner);
             self.dev.warn(format_args!("dma_pool_free {}, {cpu:p} (bad vaddr)/{dma}", self.name));
             return Err(Errno::EINVAL);
         };
-        let chunk = &mut inner.chunks[c];
-        let block_dma = chunk.dma + (cpu as usize - chunk.cpu) as u64;
-        let bit = 1u64 << (i % 64);
-        let problem = if block_dma != dma.0 {
-            Some("bad dma")
-        } else if chunk.in_use[i / 64] & bit == 0 {
-            Some("already free")
+        let mask = 1u64 << (bit % 64);
+        let problem = if chunk.dma + (cpu as usize - chunk.cpu) as u64 != dma.0 {
+            "bad dma"
+        } else if inner.in_use[bit / 64] & mask == 0 {
+            "already free"
         } else {
-            None
+            inner.in_use[bit / 64] &= !mask;
+            inner.last = c;
+            inner.free.push(FreeBlock { cpu: cpu as usize, dma: dma.0, bit: bit as u32 });
+            return Ok(());
         };
-        if let Some(what) = problem {
-            drop(inner);
-            self.dev.warn(format_args!("dma_pool_free {}, {cpu:p}/{dma} ({what})", self.name));
-            return Err(Errno::EINVAL);
-        }
-        chunk.in_use[i / 64] &= !bit;
-        chunk.used -= 1;
-        inner.free.push(FreeBlock { cpu: cpu as usize, dma: dma.0, chunk: c as u32, index: i as u32 });
-        Ok(())
+        drop(inner);
+        self.dev.warn(format_args!("dma_pool_free {}, {cpu:p}/{dma} ({problem})", self.name));
+        Err(Errno::EINVAL)
     }
 
     /// `dma_pool_destroy`: frees every chunk; chunks with blocks still in use are reported
@@ -267,35 +319,34 @@ impl DmaPool {
     /// Checks the free stack against the in-use bits.
     pub fn check_invariants(&self) {
         let inner = self.lock();
-        let free_bits: usize = inner.chunks.iter().map(|c| self.blocks_per_chunk - c.used).sum();
-        assert_eq!(free_bits, inner.free.len(), "free stack and in-use bits disagree");
+        let blocks = inner.chunks.len() * self.blocks_per_chunk;
+        let used: usize = inner.in_use.iter().map(|w| w.count_ones() as usize).sum();
+        assert_eq!(blocks - used, inner.free.len(), "free stack and in-use bits disagree");
         for b in &inner.free {
-            let (c, i) = self.find(&inner, b.cpu).expect("a free entry is a block start");
-            assert_eq!((c, i), (b.chunk as usize, b.index as usize), "a free entry knows its place");
-            let ch = &inner.chunks[c];
-            assert_eq!(ch.in_use[i / 64] & (1 << (i % 64)), 0, "a free entry is not in use");
-            assert_eq!(ch.dma + (b.cpu - ch.cpu) as u64, b.dma);
+            let (chunk, _, bit) = self.find(&inner, b.cpu).expect("a free entry is a block start");
+            assert_eq!(bit, b.bit as usize, "a free entry knows its bit");
+            assert_eq!(inner.in_use[bit / 64] & (1 << (bit % 64)), 0, "a free entry is not in use");
+            assert_eq!(chunk.dma + (b.cpu - chunk.cpu) as u64, b.dma);
         }
     }
 }
 
 impl Drop for DmaPool {
     fn drop(&mut self) {
-        let inner = std::mem::replace(
-            self.inner.get_mut().unwrap_or_else(|e| e.into_inner()),
-            Inner { chunks: Vec::new(), by_addr: Vec::new(), free: Vec::new() },
-        );
-        for c in inner.chunks {
-            if c.used != 0 {
+        let inner = std::mem::take(self.inner.get_mut());
+        for (c, chunk) in inner.chunks.iter().enumerate() {
+            let words = &inner.in_use[c * self.chunk_bits / 64..(c + 1) * self.chunk_bits / 64];
+            let used: u32 = words.iter().map(|w| w.count_ones()).sum();
+            if used != 0 {
                 self.dev.warn(format_args!(
-                    "dma_pool_destroy {}, {:#x} busy ({} blocks in use); chunk leaked",
-                    self.name, c.cpu, c.used
+                    "dma_pool_destroy {}, {:#x} busy ({used} blocks in use); chunk leaked",
+                    self.name, chunk.cpu
                 ));
                 continue;
             }
             // SAFETY: the chunk is a live coherent allocation of `allocation` bytes made by
             // `grow`, and no block of it is in use.
-            unsafe { self.dev.free_coherent(self.allocation, c.cpu as *mut u8, DmaAddr(c.dma)) };
+            unsafe { self.dev.free_coherent(self.allocation, chunk.cpu as *mut u8, DmaAddr(chunk.dma)) };
         }
     }
 }

@@ -118,3 +118,41 @@ fn destroy_reports_busy_blocks_and_frees_idle_chunks() {
     let free1 = sys.stats().zones.iter().map(|z| z.free_pages).sum::<u64>();
     assert_eq!(free0 - free1, 1, "only the busy chunk stays allocated");
 }
+
+#[test]
+fn threads_share_a_pool_without_sharing_a_block() {
+    // Each thread stamps every block it holds with its own byte and checks the stamp
+    // before freeing: a block handed to two threads at once would carry the other's.
+    let (sys, _) = system("");
+    let dev = device(&sys, "d", Coherence::Coherent, 64);
+    let pool = DmaPool::create("shared", &dev, 96, 32, 4096).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let pool = &pool;
+            s.spawn(move || {
+                let mut held = Vec::new();
+                for round in 0..2000usize {
+                    if round % 3 != 2 || held.is_empty() {
+                        let (cpu, dma) = pool.alloc(Gfp::GFP_KERNEL).unwrap();
+                        // SAFETY: a live 96-byte block this thread was just given.
+                        unsafe { cpu.as_ptr().write_bytes(t, 96) };
+                        held.push((cpu, dma));
+                    } else {
+                        let (cpu, dma) = held.swap_remove(round % held.len());
+                        // SAFETY: a live block of this thread's, read then freed once.
+                        let block = unsafe { std::slice::from_raw_parts(cpu.as_ptr(), 96) };
+                        assert!(block.iter().all(|&b| b == t), "another thread wrote this thread's block");
+                        // SAFETY: as above.
+                        unsafe { pool.free(cpu.as_ptr(), dma).unwrap() };
+                    }
+                }
+                for (cpu, dma) in held {
+                    // SAFETY: live blocks of this thread's, freed once.
+                    unsafe { pool.free(cpu.as_ptr(), dma).unwrap() };
+                }
+            });
+        }
+    });
+    assert_eq!(pool.in_use(), 0);
+    pool.check_invariants();
+}
