@@ -136,10 +136,8 @@ impl BusMaster {
                 // Snooping reads see the CPU's cache. Through the file, so guard mode's
                 // protected CPU pages do not get in the way.
                 ram.read_cached(phys, out);
-            } else if let Some(src) = ram.memory_ptr(phys, n) {
-                // SAFETY: `src` covers `n` bytes of platform RAM (checked by `translate`);
-                // `out` is a distinct Rust buffer.
-                unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), n) };
+            } else {
+                ram.device_read(phys, out);
             }
             done += n;
         }
@@ -159,11 +157,7 @@ impl BusMaster {
         for (phys, n) in pieces {
             let (dma, src) = (DmaAddr(addr.0 + done as u64), &data[done..done + n]);
             self.debug_access(dma, phys, n, true);
-            if let Some(dst) = ram.memory_ptr(phys, n) {
-                // SAFETY: `dst` covers `n` bytes of platform RAM (checked by `translate`);
-                // `src` is a distinct Rust buffer.
-                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n) };
-            }
+            ram.device_write(phys, src);
             if self.dev.is_coherent() {
                 // A snooping write updates the CPU's cached copy too.
                 ram.write_cached(phys, src);

@@ -296,3 +296,45 @@ fn hugepages_give_contiguous_runs_for_swiotlb_cma_and_multi_page_allocations() {
     }
     sys.check_invariants();
 }
+
+/// The permissions column of `/proc/self/maps` for the mapping holding `va`.
+fn map_perms(va: *const u8) -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let mut cols = line.split_whitespace();
+        let (range, perms) = (cols.next().unwrap(), cols.next().unwrap());
+        let (a, b) = range.split_once('-').unwrap();
+        let (a, b) = (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap());
+        if (a..b).contains(&(va as usize)) {
+            return perms.to_owned();
+        }
+    }
+    panic!("no mapping holds {va:p}");
+}
+
+#[test]
+fn guard_mode_keeps_the_cpu_out_and_lets_the_device_in() {
+    // The host has one view of RAM: the CPU's pages guard mode protects are the very
+    // pages the device must reach. The bus master goes through the memfd, so it does.
+    // (One page: the host's scattered pages may hold no run of two.)
+    require_root();
+    let (sys, _) = system("platform=host host_mem=2M dma_debug=guard");
+    for (name, coherence) in [("coherent", Coherence::Coherent), ("noncoherent", Coherence::NonCoherent)] {
+        let dev = device(&sys, name, coherence, 64);
+        let bus = BusMaster::new(&dev);
+        let mut buf = NonCoherentBuffer::<u8>::new(&dev, PAGE_SIZE, Direction::Bidirectional, Gfp::GFP_KERNEL).unwrap();
+        buf[7] = 9;
+        let cpu = buf.as_ptr();
+        assert_eq!(map_perms(cpu), "rw-s", "{name}: the CPU owns it");
+        let owned = buf.sync_for_device();
+        assert_eq!(map_perms(cpu), "---s", "{name}: device-owned pages are guarded");
+        let mut b = [0u8; 1];
+        bus.read(dma_core::DmaAddr(owned.dma_handle().0 + 7), &mut b).unwrap();
+        assert_eq!(b[0], 9, "{name}: the device reads through the guard");
+        bus.write(owned.dma_handle(), &[5; PAGE_SIZE]).unwrap();
+        let buf = owned.sync_for_cpu();
+        assert_eq!(map_perms(cpu), "rw-s", "{name}: back with the CPU");
+        assert!(buf.iter().all(|&x| x == 5), "{name}: the device's write arrived");
+    }
+    assert_eq!(sys.debug_stats().unwrap().error_count, 0);
+}

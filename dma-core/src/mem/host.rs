@@ -332,12 +332,6 @@ impl HostRam {
         Some((self.view.base + self.regions[i].off + rel as usize) as *mut u8)
     }
 
-    /// What the device sees: the same memory.
-    #[inline]
-    pub(crate) fn memory_ptr(&self, phys: PhysAddr, len: usize) -> Option<*mut u8> {
-        self.cached_ptr(phys, len)
-    }
-
     /// The physical address of a CPU address in the view, if `[va, va + len)` lies in one run.
     #[inline]
     pub(crate) fn virt_to_phys(&self, va: usize, len: usize) -> Option<PhysAddr> {

@@ -77,11 +77,25 @@ impl Platform {
         dispatch!(self, r => r.cached_ptr(phys, len))
     }
 
-    /// What a non-coherent device sees of `[phys, phys + len)`: the memory view on the
-    /// sim, the one view on the host.
-    #[inline]
-    pub(crate) fn memory_ptr(&self, phys: PhysAddr, len: usize) -> Option<*mut u8> {
-        dispatch!(self, r => r.memory_ptr(phys, len))
+    /// A non-coherent device's read of `[phys, phys + buf.len())`, past the CPU's cache:
+    /// the memory view on the sim; on the host, whose one view is coherent with the
+    /// device, RAM through the file, so guard mode's protected CPU pages do not fault
+    /// (hugetlb pages, which have no file I/O, are read through the view). `false` when
+    /// the range is not RAM.
+    pub(crate) fn device_read(&self, phys: PhysAddr, buf: &mut [u8]) -> bool {
+        match self {
+            Platform::Sim(r) => r.read_memory(phys, buf),
+            Platform::Host(r) => r.read_cached(phys, buf),
+        }
+    }
+
+    /// A non-coherent device's write of `data` at `phys`, past the CPU's cache (as
+    /// [`Platform::device_read`]).
+    pub(crate) fn device_write(&self, phys: PhysAddr, data: &[u8]) -> bool {
+        match self {
+            Platform::Sim(r) => r.write_memory(phys, data),
+            Platform::Host(r) => r.write_cached(phys, data),
+        }
     }
 
     /// Reads what the CPU sees without touching its mapping (guard mode may protect it).
@@ -215,15 +229,19 @@ mod tests {
         assert!(p.is_ram(phys, 0x3000) && !p.is_ram(phys, 0x3001));
         let cpu = p.cached_ptr(phys, 8).unwrap();
         assert_eq!(p.virt_to_phys(cpu as usize + 4, 4), Some(PhysAddr(phys.0 + 4)));
-        assert_ne!(p.memory_ptr(phys, 8), Some(cpu), "the sim has two views");
         assert!(p.write_cached(phys, b"abc"));
         assert_eq!(p.first_dirty_line(phys, 64), Some(phys.0), "written, not cleaned");
         p.clean(phys, 3, false);
         assert_eq!(p.first_dirty_line(phys, 64), None);
         let mut got = [0u8; 3];
-        // SAFETY: the memory-view pointer covers 3 bytes of RAM.
-        unsafe { std::ptr::copy_nonoverlapping(p.memory_ptr(phys, 3).unwrap(), got.as_mut_ptr(), 3) };
-        assert_eq!(&got, b"abc");
+        assert!(p.device_read(phys, &mut got));
+        assert_eq!(&got, b"abc", "the device reads memory, where the clean put the bytes");
+        assert!(p.device_write(phys, b"xyz"));
+        assert!(p.read_cached(phys, &mut got) && &got == b"abc", "the CPU still sees its cached copy");
+        p.invalidate_for_cpu(phys, 64);
+        assert!(p.read_cached(phys, &mut got) && &got == b"xyz", "until it invalidates");
+        assert!(p.write_cached(phys, b"abc"));
+        p.clean(phys, 3, false);
         p.clean_invalidate(phys, 64);
         p.invalidate_for_cpu(phys, 64);
         assert!(p.read_cached(phys, &mut got) && &got == b"abc");

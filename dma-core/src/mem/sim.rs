@@ -156,6 +156,25 @@ impl SimRam {
         self.offset(phys, len).map(|o| (self.memory.base + o) as *mut u8)
     }
 
+    /// Reads the memory view (what a non-coherent device sees). `false` when the range is
+    /// not RAM.
+    pub(crate) fn read_memory(&self, phys: PhysAddr, buf: &mut [u8]) -> bool {
+        let Some(src) = self.memory_ptr(phys, buf.len()) else { return false };
+        // SAFETY: `src` covers `buf.len()` bytes of the memory view, which no Rust reference
+        // aliases; `buf` is a distinct buffer.
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        true
+    }
+
+    /// Writes the memory view (a non-coherent device's write). `false` when the range is
+    /// not RAM.
+    pub(crate) fn write_memory(&self, phys: PhysAddr, data: &[u8]) -> bool {
+        let Some(dst) = self.memory_ptr(phys, data.len()) else { return false };
+        // SAFETY: as in `read_memory`, the other way round.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        true
+    }
+
     /// Reads the cached view of `[phys, phys + buf.len())` through the file, not the
     /// mapping, so it works while guard mode has the CPU's pages protected. `false` when
     /// the range is not RAM.
