@@ -592,6 +592,10 @@ struct dma_iommu_domain_stats {
      * True when every unmap invalidates at once.
      */
     bool strict;
+    /**
+     * Page-table pages in use, the root included.
+     */
+    uint64_t pgtable_pages;
 };
 
 /**

@@ -73,6 +73,8 @@ pub struct dma_iommu_domain_stats {
     pub iova_cached: u64,
     /// True when every unmap invalidates at once.
     pub strict: bool,
+    /// Page-table pages in use, the root included.
+    pub pgtable_pages: u64,
 }
 
 /// A domain as C holds it. C sees an opaque `struct dma_iommu_domain *`.
@@ -184,6 +186,7 @@ pub unsafe extern "C" fn dma_iommu_domain_get_stats(
             iova_ranges: s.iova.ranges as u64,
             iova_cached: s.iova.cached as u64,
             strict: d.is_strict(),
+            pgtable_pages: s.pgtable_pages as u64,
         };
         // SAFETY: `out` is non-null and writable (the caller's contract).
         unsafe { out.write(st) };

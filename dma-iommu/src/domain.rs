@@ -92,6 +92,8 @@ pub struct DomainStats {
     pub iotlb_flushes: u64,
     /// Unmapped IOVAs waiting for an invalidation (lazy only).
     pub fq_pending: usize,
+    /// Page-table pages in use, the root included.
+    pub pgtable_pages: usize,
 }
 
 /// How an allocation's CPU address was made.
@@ -209,9 +211,14 @@ impl Domain {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> DomainStats {
+        let (mapped_bytes, pgtable_pages) = {
+            let pt = self.pgtable();
+            (pt.mapped_bytes(), pt.table_count())
+        };
         DomainStats {
             iova: self.iovad.stats(),
-            mapped_bytes: self.pgtable().mapped_bytes(),
+            mapped_bytes,
+            pgtable_pages,
             iotlb_flushes: self.iotlb_flushes.load(Relaxed),
             fq_pending: self.fq.as_ref().map_or(0, FlushQueue::pending),
         }

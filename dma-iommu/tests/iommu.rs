@@ -34,6 +34,33 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 #[test]
+fn page_table_pages_come_back_after_unmap() {
+    let sys = system("");
+    let domain = Domain::new(&sys).unwrap();
+    let dev = device(&domain, Coherence::Coherent, 32);
+    assert_eq!(domain.stats().pgtable_pages, 1, "the root");
+    // 16 MiB at a 16 MiB-aligned IOVA: its unmap covers every last-level table it used.
+    let size = 16 << 20;
+    let (cpu, dma) = dev.alloc_coherent(size, Gfp::GFP_KERNEL).unwrap();
+    assert_eq!(dma.0 % size as u64, 0);
+    let mapped = domain.stats().pgtable_pages;
+    assert!(mapped >= 3, "root, and tables at levels 1 and 2 at least: {mapped}");
+    // SAFETY: the allocation is not used afterwards.
+    unsafe { dev.free_coherent(size, cpu.as_ptr(), dma) };
+    assert!(domain.stats().pgtable_pages <= 3, "only the path to the range may stay: {:?}", domain.stats());
+    // Streaming maps of many small buffers, each unmapped: what stays linked is bounded.
+    let page = sys.alloc_pages(Gfp::GFP_KERNEL, 0).unwrap();
+    for _ in 0..2000 {
+        // SAFETY: the page stays allocated until after the unmap.
+        let dma = unsafe { dev.map_page(page, 0, PAGE_SIZE, Direction::ToDevice, Attrs::empty()) }.unwrap();
+        // SAFETY: mapped just above.
+        unsafe { dev.unmap_single(dma, PAGE_SIZE, Direction::ToDevice, Attrs::empty()) };
+    }
+    assert!(domain.stats().pgtable_pages <= 3 + dma_iommu::pgtable::SWEEP_AFTER, "{:?}", domain.stats());
+    sys.free_pages(page, 0).unwrap();
+}
+
+#[test]
 fn coherent_alloc_goes_through_the_page_table() {
     let sys = system("");
     let domain = Domain::new(&sys).unwrap();

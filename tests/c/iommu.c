@@ -29,6 +29,13 @@ static uint64_t mapped_bytes(struct dma_iommu_domain *dom)
     return st.mapped_bytes;
 }
 
+static uint64_t pgtable_pages(struct dma_iommu_domain *dom)
+{
+    struct dma_iommu_domain_stats st;
+    CHECK_EQ(dma_iommu_domain_get_stats(dom, &st), 0);
+    return st.pgtable_pages;
+}
+
 static uint64_t bounces(void)
 {
     struct dma_stats st;
@@ -51,6 +58,7 @@ static void coherent_alloc(struct dma_iommu_domain *dom)
     CHECK(cpu != NULL);
     CHECK(h + size <= GiB4);
     CHECK_EQ(mapped_bytes(dom), size);
+    CHECK(pgtable_pages(dom) >= 3); /* the root and at least one table at levels 1 and 2 */
     CHECK(dma_iommu_iova_to_phys(dom, h) != 0);
     fill(cpu, size, 7);
     CHECK_EQ(dma_sim_read(dev, h, back, size), 0);
