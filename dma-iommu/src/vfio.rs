@@ -27,7 +27,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::ptr::NonNull;
-use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard};
 
 use dma_core::{Direction, DmaAddr, DmaMask, Errno, Result};
@@ -35,16 +34,16 @@ use vfio_bindings::bindings::vfio as sys;
 
 use crate::iova::{IOVA_GRANULE, IOVA_SHIFT, IovaDomain};
 
+mod bar;
+mod iova_ranges;
 mod ops;
+mod pci;
 
-/// Highest IOVA the allocator manages: VT-d and SMMU page tables stop at 48 bits anyway, and
-/// the allocator needs an end below `u64::MAX`.
-const IOVA_TOP: u64 = (1 << 48) - 1;
-
-/// PCI command register offset and its memory-space and bus-master bits.
-const PCI_COMMAND: u64 = 0x04;
-const PCI_COMMAND_MEMORY: u16 = 1 << 1;
-const PCI_COMMAND_MASTER: u16 = 1 << 2;
+pub use bar::Bar;
+use iova_ranges::{IOVA_TOP, read_u32, read_u64};
+pub use iova_ranges::{IovaRanges, iova_domain_for, parse_iova_ranges};
+pub use pci::PciAddress;
+use pci::{PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY};
 
 /// `_IO(VFIO_TYPE, VFIO_BASE + n)`: VFIO's ioctls carry no size or direction bits.
 const fn vfio_io(n: u32) -> u64 {
@@ -61,53 +60,6 @@ const VFIO_IOMMU_GET_INFO: u64 = vfio_io(12);
 const VFIO_IOMMU_MAP_DMA: u64 = vfio_io(13);
 const VFIO_IOMMU_UNMAP_DMA: u64 = vfio_io(14);
 
-/// A PCI address, `domain:bus:device.function` (`0000:00:03.0`; the domain may be left out).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct PciAddress {
-    /// PCI segment.
-    pub domain: u16,
-    /// Bus number.
-    pub bus: u8,
-    /// Device number, below 32.
-    pub device: u8,
-    /// Function number, below 8.
-    pub function: u8,
-}
-
-impl FromStr for PciAddress {
-    type Err = Errno;
-
-    /// # Errors
-    ///
-    /// `EINVAL` for anything but `[dddd:]bb:dd.f` in hex with device < 32 and function < 8.
-    fn from_str(s: &str) -> Result<PciAddress> {
-        let hex = |t: &str, max_len: usize| -> Result<u32> {
-            if t.is_empty() || t.len() > max_len || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Errno::EINVAL);
-            }
-            u32::from_str_radix(t, 16).map_err(|_| Errno::EINVAL)
-        };
-        let (head, function) = s.rsplit_once('.').ok_or(Errno::EINVAL)?;
-        let parts: Vec<&str> = head.split(':').collect();
-        let (domain, bus, device) = match parts[..] {
-            [d, b, v] => (hex(d, 4)?, hex(b, 2)?, hex(v, 2)?),
-            [b, v] => (0, hex(b, 2)?, hex(v, 2)?),
-            _ => return Err(Errno::EINVAL),
-        };
-        let function = hex(function, 1)?;
-        if device >= 32 || function >= 8 {
-            return Err(Errno::EINVAL);
-        }
-        Ok(PciAddress { domain: domain as u16, bus: bus as u8, device: device as u8, function: function as u8 })
-    }
-}
-
-impl fmt::Display for PciAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}.{:x}", self.domain, self.bus, self.device, self.function)
-    }
-}
-
 /// `VFIO_DMA_MAP_FLAG_*` for a direction: the device may read what goes to it and write
 /// what comes from it (`dma_info_to_prot`).
 ///
@@ -121,93 +73,6 @@ pub fn map_flags(dir: Direction) -> Result<u32> {
         Direction::Bidirectional => Ok(sys::VFIO_DMA_MAP_FLAG_READ | sys::VFIO_DMA_MAP_FLAG_WRITE),
         _ => Err(Errno::EINVAL),
     }
-}
-
-fn read_u32(buf: &[u8], off: usize) -> Result<u32> {
-    let b = buf.get(off..off.checked_add(4).ok_or(Errno::EINVAL)?).ok_or(Errno::EINVAL)?;
-    Ok(u32::from_ne_bytes(b.try_into().map_err(|_| Errno::EINVAL)?))
-}
-
-fn read_u64(buf: &[u8], off: usize) -> Result<u64> {
-    let b = buf.get(off..off.checked_add(8).ok_or(Errno::EINVAL)?).ok_or(Errno::EINVAL)?;
-    Ok(u64::from_ne_bytes(b.try_into().map_err(|_| Errno::EINVAL)?))
-}
-
-/// Valid IOVA ranges, `(first, last)` inclusive, sorted.
-pub type IovaRanges = Vec<(u64, u64)>;
-
-/// The valid IOVA ranges, `(first, last)` inclusive and sorted, from a `VFIO_IOMMU_GET_INFO`
-/// answer (`struct vfio_iommu_type1_info` followed by its capability chain). `None` when the
-/// kernel sent no `VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE` (kernels before 5.4): every IOVA is
-/// valid then.
-///
-/// # Errors
-///
-/// `EINVAL` for a truncated buffer, a chain that does not move forward, or ranges that are
-/// empty, reversed, unsorted or overlapping.
-pub fn parse_iova_ranges(info: &[u8]) -> Result<Option<IovaRanges>> {
-    use std::mem::{offset_of, size_of};
-    let flags = read_u32(info, offset_of!(sys::vfio_iommu_type1_info, flags))?;
-    if flags & sys::VFIO_IOMMU_INFO_CAPS == 0 {
-        return Ok(None);
-    }
-    let argsz = (read_u32(info, offset_of!(sys::vfio_iommu_type1_info, argsz))? as usize).min(info.len());
-    let info = &info[..argsz];
-    let mut off = read_u32(info, offset_of!(sys::vfio_iommu_type1_info, cap_offset))? as usize;
-    while off != 0 {
-        // A capability lies after the fixed part, and each `next` points further on, so a
-        // malformed chain cannot loop.
-        if off < size_of::<sys::vfio_iommu_type1_info>() {
-            return Err(Errno::EINVAL);
-        }
-        let id = read_u32(info, off + offset_of!(sys::vfio_info_cap_header, id))? & 0xffff;
-        let next = read_u32(info, off + offset_of!(sys::vfio_info_cap_header, next))? as usize;
-        if id == sys::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE {
-            let nr = read_u32(info, off + offset_of!(sys::vfio_iommu_type1_info_cap_iova_range, nr_iovas))? as usize;
-            let first = off + size_of::<sys::vfio_iommu_type1_info_cap_iova_range>();
-            let mut ranges = Vec::with_capacity(nr.min(64));
-            for i in 0..nr {
-                let at = first + i * size_of::<sys::vfio_iova_range>();
-                let start = read_u64(info, at + offset_of!(sys::vfio_iova_range, start))?;
-                let end = read_u64(info, at + offset_of!(sys::vfio_iova_range, end))?;
-                let sorted = ranges.last().is_none_or(|&(_, prev_end): &(u64, u64)| start > prev_end);
-                if end < start || !sorted {
-                    return Err(Errno::EINVAL);
-                }
-                ranges.push((start, end));
-            }
-            return Ok(Some(ranges));
-        }
-        if next != 0 && next <= off {
-            return Err(Errno::EINVAL);
-        }
-        off = next;
-    }
-    Ok(None)
-}
-
-/// The IOVA allocator for valid ranges: an aperture from the first usable granule to the
-/// last (at most 48 bits), with the holes between ranges reserved. `None` when no whole
-/// granule above page 0 is valid.
-pub fn iova_domain_for(ranges: &[(u64, u64)]) -> Option<IovaDomain> {
-    // Whole granules only: a range's first granule starts at or after its start, its last
-    // ends at or before its end.
-    let granules: Vec<(u64, u64)> = ranges
-        .iter()
-        .filter_map(|&(s, e)| {
-            let lo = s.div_ceil(IOVA_GRANULE).max(1);
-            let hi = (e.min(IOVA_TOP).saturating_add(1) >> IOVA_SHIFT).checked_sub(1)?;
-            (s <= IOVA_TOP && lo <= hi).then_some((lo, hi))
-        })
-        .collect();
-    let (&(start, _), &(_, end)) = (granules.first()?, granules.last()?);
-    let iovad = IovaDomain::new(start, end);
-    for w in granules.windows(2) {
-        if w[1].0 > w[0].1 + 1 {
-            iovad.reserve(w[0].1 + 1, w[1].0 - 1);
-        }
-    }
-    Some(iovad)
 }
 
 /// Checks pieces of process memory for one IOVA range: each page-aligned, a non-zero
@@ -654,225 +519,5 @@ impl fmt::Debug for VfioDevice {
     }
 }
 
-/// A BAR mapped into the process, unmapped on drop. Accesses are volatile, aligned and
-/// bounds-checked.
-///
-/// # Invariants
-///
-/// `base` maps `len` bytes of device memory for the life of the value.
-#[derive(Debug)]
-pub struct Bar {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is device memory reached only through volatile accesses; it is not
-// tied to a thread.
-unsafe impl Send for Bar {}
-// SAFETY: as above; concurrent register accesses are the device's business, not memory
-// safety's.
-unsafe impl Sync for Bar {}
-
-impl Bar {
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True for a zero-length BAR (never: mapping one fails).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The mapping's address, for drivers that want their own accessors.
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.base.as_ptr()
-    }
-
-    fn at<T>(&self, off: usize) -> *mut T {
-        let size = size_of::<T>();
-        assert!(off % size == 0 && off.checked_add(size).is_some_and(|e| e <= self.len), "BAR access at {off:#x}");
-        self.base.as_ptr().wrapping_add(off).cast()
-    }
-
-    /// Reads the 32-bit register at `off`.
-    ///
-    /// # Panics
-    ///
-    /// When `off` is unaligned or out of the BAR.
-    pub fn read32(&self, off: usize) -> u32 {
-        // SAFETY: `at` checked the access lies aligned inside the live mapping.
-        unsafe { self.at::<u32>(off).read_volatile() }
-    }
-
-    /// Writes the 32-bit register at `off`.
-    ///
-    /// # Panics
-    ///
-    /// As [`Bar::read32`].
-    pub fn write32(&self, off: usize, v: u32) {
-        // SAFETY: as in `read32`.
-        unsafe { self.at::<u32>(off).write_volatile(v) }
-    }
-
-    /// Reads the 64-bit register at `off`.
-    ///
-    /// # Panics
-    ///
-    /// As [`Bar::read32`].
-    pub fn read64(&self, off: usize) -> u64 {
-        // SAFETY: as in `read32`.
-        unsafe { self.at::<u64>(off).read_volatile() }
-    }
-
-    /// Writes the 64-bit register at `off`.
-    ///
-    /// # Panics
-    ///
-    /// As [`Bar::read32`].
-    pub fn write64(&self, off: usize, v: u64) {
-        // SAFETY: as in `read32`.
-        unsafe { self.at::<u64>(off).write_volatile(v) }
-    }
-}
-
-impl Drop for Bar {
-    fn drop(&mut self) {
-        // SAFETY: the mapping is ours (the invariant) and nothing uses it after drop.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ioctl_numbers_match_the_uapi_header() {
-        // `_IO(';', 100 + n)` as in <linux/vfio.h>.
-        assert_eq!(VFIO_GET_API_VERSION, 0x3b64);
-        assert_eq!(VFIO_SET_IOMMU, 0x3b66);
-        assert_eq!(VFIO_GROUP_GET_DEVICE_FD, 0x3b6a);
-        assert_eq!(VFIO_IOMMU_MAP_DMA, 0x3b71);
-        assert_eq!(VFIO_IOMMU_UNMAP_DMA, 0x3b72);
-    }
-
-    #[test]
-    fn pci_addresses_parse_and_print() {
-        let a: PciAddress = "0000:00:03.0".parse().unwrap();
-        assert_eq!(a, PciAddress { domain: 0, bus: 0, device: 3, function: 0 });
-        assert_eq!(a.to_string(), "0000:00:03.0");
-        assert_eq!("ab:1f.7".parse::<PciAddress>().unwrap().to_string(), "0000:ab:1f.7");
-        assert_eq!("10000:00:03.0".parse::<PciAddress>().unwrap_err(), Errno::EINVAL);
-        for bad in ["", "00:03", "00:20.0", "00:03.8", "0:0:0:0.0", "00:0g.0", "00:03.", ":00:03.0", "+0:03.0"] {
-            assert_eq!(bad.parse::<PciAddress>(), Err(Errno::EINVAL), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn directions_become_map_flags() {
-        let (r, w) = (sys::VFIO_DMA_MAP_FLAG_READ, sys::VFIO_DMA_MAP_FLAG_WRITE);
-        assert_eq!(map_flags(Direction::ToDevice), Ok(r));
-        assert_eq!(map_flags(Direction::FromDevice), Ok(w));
-        assert_eq!(map_flags(Direction::Bidirectional), Ok(r | w));
-        assert_eq!(map_flags(Direction::None), Err(Errno::EINVAL));
-    }
-
-    #[test]
-    fn pieces_must_be_whole_pages() {
-        assert_eq!(check_pieces(&[(0x1000, 0x2000), (0x9000, 0x1000)]), Ok(0x3000));
-        for bad in [&[][..], &[(0x1000, 0)], &[(0x1001, 0x1000)], &[(0x1000, 0x800)], &[(usize::MAX & !0xfff, 0x1000)]]
-        {
-            assert_eq!(check_pieces(bad), Err(Errno::EINVAL), "{bad:?}");
-        }
-    }
-
-    /// A `VFIO_IOMMU_GET_INFO` answer as the kernel lays it out: the fixed part, then the
-    /// given capabilities (id, ranges) chained in order.
-    fn info(caps: &[(u16, &[(u64, u64)])]) -> Vec<u8> {
-        let mut b = vec![0u8; size_of::<sys::vfio_iommu_type1_info>()];
-        let mut prev_next: Option<usize> = None;
-        for &(id, ranges) in caps {
-            let at = b.len();
-            match prev_next {
-                Some(p) => b[p..p + 4].copy_from_slice(&(at as u32).to_ne_bytes()),
-                None => b[16..20].copy_from_slice(&(at as u32).to_ne_bytes()),
-            }
-            b.extend_from_slice(&id.to_ne_bytes());
-            b.extend_from_slice(&1u16.to_ne_bytes());
-            prev_next = Some(b.len());
-            b.extend_from_slice(&0u32.to_ne_bytes());
-            b.extend_from_slice(&(ranges.len() as u32).to_ne_bytes());
-            b.extend_from_slice(&0u32.to_ne_bytes());
-            for &(s, e) in ranges {
-                b.extend_from_slice(&s.to_ne_bytes());
-                b.extend_from_slice(&e.to_ne_bytes());
-            }
-        }
-        let len = b.len() as u32;
-        b[0..4].copy_from_slice(&len.to_ne_bytes());
-        let flags = sys::VFIO_IOMMU_INFO_PGSIZES | if caps.is_empty() { 0 } else { sys::VFIO_IOMMU_INFO_CAPS };
-        b[4..8].copy_from_slice(&flags.to_ne_bytes());
-        b[8..16].copy_from_slice(&0x4020_1000u64.to_ne_bytes());
-        b
-    }
-
-    #[test]
-    fn iova_ranges_are_read_from_the_capability_chain() {
-        // What an emulated VT-d reports: everything but the interrupt window.
-        let vtd: &[(u64, u64)] = &[(0, 0xfedf_ffff), (0xfef0_0000, 0x7f_ffff_ffff)];
-        assert_eq!(parse_iova_ranges(&info(&[(1, vtd)])), Ok(Some(vtd.to_vec())));
-        // Behind another capability (migration, id 2), still found.
-        assert_eq!(parse_iova_ranges(&info(&[(2, &[]), (1, vtd)])), Ok(Some(vtd.to_vec())));
-        assert_eq!(parse_iova_ranges(&info(&[])), Ok(None));
-        assert_eq!(parse_iova_ranges(&info(&[(2, &[])])), Ok(None));
-    }
-
-    #[test]
-    fn malformed_iova_capabilities_are_refused() {
-        let good = info(&[(1, &[(0x1000, 0x1fff), (0x4000, 0x4fff)])]);
-        // Truncated inside the ranges.
-        assert_eq!(parse_iova_ranges(&good[..good.len() - 4]), Err(Errno::EINVAL));
-        assert_eq!(parse_iova_ranges(&good[..4]), Err(Errno::EINVAL));
-        // Reversed, unsorted, overlapping.
-        for r in
-            [&[(0x2000u64, 0x1000u64)][..], &[(0x4000, 0x4fff), (0x1000, 0x1fff)], &[(0, 0x2fff), (0x2000, 0x4fff)]]
-        {
-            assert_eq!(parse_iova_ranges(&info(&[(1, r)])), Err(Errno::EINVAL), "{r:?}");
-        }
-        // A chain pointing back into the fixed part or at itself.
-        let mut looped = info(&[(2, &[])]);
-        looped[28..32].copy_from_slice(&24u32.to_ne_bytes());
-        assert_eq!(parse_iova_ranges(&looped), Err(Errno::EINVAL));
-        let mut inside = info(&[(2, &[])]);
-        inside[16..20].copy_from_slice(&8u32.to_ne_bytes());
-        assert_eq!(parse_iova_ranges(&inside), Err(Errno::EINVAL));
-    }
-
-    #[test]
-    fn allocations_stay_inside_valid_ranges_and_masks() {
-        let vtd = [(0, 0xfedf_ffff), (0xfef0_0000, 0x7f_ffff_ffff)];
-        let iovad = iova_domain_for(&vtd).unwrap();
-        assert_eq!(iovad.start_pfn(), 1);
-        assert_eq!(iovad.end_pfn(), 0x7ff_ffff);
-        // The interrupt window is never handed out, even to a 32-bit device filling the space.
-        let r = iovad.find(0xfee00).unwrap();
-        assert!(r.reserved && r.pfn_lo == 0xfee00 && r.pfn_hi == 0xfeeff);
-        // A 28-bit device gets IOVAs below 2^28.
-        let pfn = iovad.alloc(3, (1 << 28 >> IOVA_SHIFT) - 1).unwrap();
-        assert!((pfn + 3) << IOVA_SHIFT <= 1 << 28);
-        // Partial granules at the edges are not used.
-        let odd = iova_domain_for(&[(0x800, 0x2_17ff)]).unwrap();
-        assert_eq!((odd.start_pfn(), odd.end_pfn()), (1, 0x20));
-        assert!(iova_domain_for(&[(0, 0xfff)]).is_none());
-        assert!(iova_domain_for(&[]).is_none());
-        // A space reaching past 48 bits is clipped.
-        assert_eq!(iova_domain_for(&[(0, u64::MAX)]).unwrap().end_pfn(), IOVA_TOP >> IOVA_SHIFT);
-    }
-
-    #[test]
-    fn opening_a_device_without_a_group_fails_cleanly() {
-        let a = PciAddress { domain: 0xffff, bus: 0xff, device: 31, function: 7 };
-        assert_eq!(VfioDevice::open(a).unwrap_err(), Errno::ENODEV);
-    }
-}
+mod tests;
