@@ -191,6 +191,90 @@ fn sync_of_memory_never_mapped_and_outside_the_mapping() {
     }
 }
 
+/// 4 MiB: a buddy block of the largest order, 512 granules of the hash.
+const BIG: usize = 4 << 20;
+
+#[test]
+fn a_sync_deep_inside_a_large_allocation_finds_it_until_freed() {
+    let d = Dbg::new();
+    let dev = d.dev(Coherence::Coherent);
+    let (cpu, dma) = dev.alloc_coherent(BIG, Gfp::GFP_KERNEL).unwrap();
+    // SAFETY: syncs inside (then past the end of) a live allocation nothing else touches.
+    unsafe {
+        dev.sync_single_range_for_cpu(dma, 3 << 20, 64, Direction::Bidirectional);
+        dev.sync_single_range_for_device(dma, 3 << 20, 64, Direction::Bidirectional);
+        dev.sync_single_range_for_device(dma, BIG - 1, 1, Direction::Bidirectional);
+        assert_eq!(d.kinds(), vec![], "found from 3 MiB in and from the last byte");
+        dev.sync_single_range_for_cpu(dma, 3 << 20, (1 << 20) + 64, Direction::Bidirectional);
+    }
+    let r = d.only(ErrorKind::SyncOutOfRange);
+    assert!(r.message.contains("[allocation size=4194304 bytes] [sync offset+size=4194368]"), "{}", r.message);
+    d.clear();
+    // SAFETY: freed once with the same arguments; the syncs after are of memory no longer mapped.
+    unsafe {
+        dev.free_coherent(BIG, cpu.as_ptr(), dma);
+        dev.sync_single_range_for_cpu(dma, 3 << 20, 64, Direction::Bidirectional);
+    }
+    d.only(ErrorKind::SyncNotAllocated);
+    assert_eq!(d.sys.debug_stats().unwrap().entries, 0);
+}
+
+#[test]
+fn a_large_buffer_mapped_twice_stays_found_until_both_are_unmapped() {
+    let d = Dbg::new();
+    let dev = d.dev(Coherence::Coherent);
+    let page = d.sys.alloc_pages(Gfp::GFP_KERNEL, 10).unwrap();
+    let p = d.sys.page_address(page);
+    let deep = 3 << 20;
+    // SAFETY: a 4 MiB block of pages nothing else touches, mapped twice (the device only
+    // reads one mapping; the other skips the overlap check), unmapped before it is freed.
+    unsafe {
+        let to = dev.map_single(p, BIG, Direction::ToDevice, Attrs::empty()).unwrap();
+        let from = dev.map_single(p, BIG, Direction::FromDevice, Attrs::DEBUGGING_IGNORE_CACHELINES).unwrap();
+        assert_eq!(to, from, "one start, two entries");
+        dev.sync_single_range_for_device(to, deep, 64, Direction::ToDevice);
+        assert_eq!(d.kinds(), vec![], "the first mapping (TO_DEVICE) is found");
+        dev.unmap_single(to, BIG, Direction::ToDevice, Attrs::empty());
+        dev.sync_single_range_for_cpu(from, deep, 64, Direction::FromDevice);
+        assert_eq!(d.kinds(), vec![], "the second mapping is still found");
+        dev.sync_single_range_for_device(from, deep, 64, Direction::ToDevice);
+        let wrong = vec![ErrorKind::SyncWrongDirection, ErrorKind::SyncWriteOnlyForDevice];
+        assert_eq!(d.kinds(), wrong, "and it is the FROM_DEVICE one");
+        d.clear();
+        dev.unmap_single(from, BIG, Direction::FromDevice, Attrs::empty());
+        dev.sync_single_range_for_cpu(from, deep, 64, Direction::FromDevice);
+    }
+    d.only(ErrorKind::SyncNotAllocated);
+    d.sys.free_pages(page, 10).unwrap();
+}
+
+#[test]
+fn small_mappings_across_a_granule_boundary_are_found_from_either_side() {
+    const GRANULE: usize = 8192;
+    let d = Dbg::new();
+    let dev = d.dev(Coherence::Coherent);
+    // Four pages of one buddy block: aligned to 16 KiB, so the bus address to the hash granule.
+    let page = d.sys.alloc_pages(Gfp::GFP_KERNEL, 2).unwrap();
+    let p = d.sys.page_address(page);
+    // SAFETY: ranges of a block nothing else touches, unmapped before it is freed.
+    unsafe {
+        let a = dev.map_single(p.add(GRANULE - 100), 256, Direction::ToDevice, Attrs::empty()).unwrap();
+        let b = dev.map_single(p.add(GRANULE / 2), GRANULE, Direction::ToDevice, Attrs::empty()).unwrap();
+        assert_eq!((a.0 as usize + 100) % GRANULE, 0, "the first mapping straddles a granule boundary");
+        dev.sync_single_range_for_device(a, 200, 56, Direction::ToDevice);
+        dev.sync_single_range_for_device(b, GRANULE - 1, 1, Direction::ToDevice);
+        assert_eq!(d.kinds(), vec![], "both found from their second granule");
+        dev.sync_single_range_for_device(a, 200, 100, Direction::ToDevice);
+        d.only(ErrorKind::SyncOutOfRange);
+        d.clear();
+        dev.sync_single_range_for_device(b, GRANULE, 1, Direction::ToDevice);
+        d.only(ErrorKind::SyncNotAllocated);
+        dev.unmap_single(a, 256, Direction::ToDevice, Attrs::empty());
+        dev.unmap_single(b, GRANULE, Direction::ToDevice, Attrs::empty());
+    }
+    d.sys.free_pages(page, 2).unwrap();
+}
+
 #[test]
 fn sync_with_the_wrong_direction() {
     let d = Dbg::new();

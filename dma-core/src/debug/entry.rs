@@ -61,6 +61,25 @@ pub(crate) struct Entry {
     pub at: Caller,
 }
 
+impl Entry {
+    /// Whether bus address `dma` lies in the entry (an empty one holds its start).
+    pub(crate) fn contains(&self, dma: u64) -> bool {
+        dma >= self.dma && dma - self.dma < self.size.max(1) as u64
+    }
+}
+
+/// The index in `bucket` of the entry of `dev` containing `dma` that starts nearest below
+/// it, at `lo` or after (a bucket also holds entries 128 MiB apart); the first of equals.
+pub(crate) fn nearest(bucket: &[Entry], dev: u64, dma: u64, lo: u64) -> Option<usize> {
+    let mut best: Option<(usize, u64)> = None;
+    for (i, e) in bucket.iter().enumerate() {
+        if e.dev == dev && e.dma >= lo && e.contains(dma) && best.is_none_or(|(_, start)| e.dma > start) {
+            best = Some((i, e.dma));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
 /// The index of the entry an unmap or free refers to: same device and bus address,
 /// the best fit on size, kind, direction and sg count among several (`bucket_find_exact`).
 pub(crate) fn best_match(bucket: &[Entry], call: &Call) -> Option<usize> {

@@ -4,13 +4,18 @@
 //! Switched on by `dma_debug=1` (or `guard`) in the options. When off, each API call
 //! pays one predictable branch (`System::debug()` is `None`).
 //!
-//! Every allocation and mapping is an entry in one of 16384 hash buckets keyed by
-//! bus address (8 KiB granules, like the kernel), each with its own lock. Unmaps and
-//! frees look up the exact entry and compare size, kind, CPU address, direction and sg
-//! count; syncs look up the entry that contains the range. The first cache line of
-//! every mapping the device may write is counted, and a second live mapping on the same
-//! line is reported (the overlap check). A device released with live entries is
-//! reported with one of them.
+//! Every allocation and mapping is an entry in one of 16384 hash buckets keyed by its
+//! start bus address (8 KiB granules, like the kernel), each with its own lock. Unmaps
+//! and frees look up the exact entry and compare size, kind, CPU address, direction and
+//! sg count. Syncs and device accesses look up the entry containing the address, the one
+//! with the nearest start: an entry of a granule or less starts in the address's granule
+//! or the one before (two buckets); a larger one is also in a side index by power-of-two
+//! size class, each class ordered by device and start, so a class is searched only for
+//! starts within its largest size below the address. The cost does not grow with the
+//! largest entry (the kernel walks buckets back, up to the max segment size). The first
+//! cache line of every mapping the device may write is counted, and a second live mapping
+//! on the same line is reported (the overlap check). A device released with live entries
+//! is reported with one of them.
 //!
 //! Beyond the kernel, on non-coherent devices the owner of each buffer is tracked (CPU
 //! or device, moved by map, sync and unmap), and the simulated bus master asks dma-debug
@@ -24,7 +29,10 @@ mod cacheline;
 mod entry;
 mod guard;
 mod hooks;
+mod index;
 mod report;
+#[cfg(test)]
+mod tests;
 
 pub use entry::EntryKind;
 pub use report::{Caller, DebugStats, ErrorKind, Report};
@@ -32,11 +40,12 @@ pub use report::{Caller, DebugStats, ErrorKind, Report};
 use std::cell::Cell;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard};
 
 use crate::addr::DmaAddr;
 use crate::direction::Direction;
 use entry::{Entry, Owner};
+use index::{GRANULE, Large};
 
 /// A function that receives every report.
 pub type ReportSink = Arc<dyn Fn(&Report) + Send + Sync>;
@@ -73,8 +82,9 @@ pub(crate) struct Debug {
     counts: Box<[AtomicU64]>,
     total: AtomicU64,
     entries: AtomicUsize,
-    /// The largest entry ever tracked, to bound the containing-match walk.
-    max_size: AtomicUsize,
+    /// The entries of more than a granule, for the containing lookup. Never locked
+    /// together with a bucket.
+    large: RwLock<Large>,
     sink: RwLock<Option<ReportSink>>,
     pub(crate) guard: Option<guard::Guard>,
 }
@@ -100,7 +110,7 @@ impl Debug {
             counts: (0..ErrorKind::COUNT).map(|_| AtomicU64::new(0)).collect(),
             total: AtomicU64::new(0),
             entries: AtomicUsize::new(0),
-            max_size: AtomicUsize::new(0),
+            large: RwLock::new(Large::new()),
             sink: RwLock::new(None),
             guard: guard.then(guard::Guard::new),
         }
@@ -120,6 +130,11 @@ impl Debug {
 
     fn bucket(&self, dma: u64) -> MutexGuard<'_, Vec<Entry>> {
         self.buckets[bucket_of(dma)].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The index of large entries, to change it; never taken with a bucket locked.
+    fn large(&self) -> RwLockWriteGuard<'_, Large> {
+        self.large.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Files a report: counters, then the sink (standard error by default).
@@ -191,9 +206,12 @@ impl Debug {
         if guarded && owner_is_device {
             self.protect(device, &entry);
         }
+        // The index first and out last, so it never says less than the buckets.
+        if index::is_large(call.size) {
+            self.large().insert(call.dev, call.dma.0, call.size);
+        }
         self.bucket(call.dma.0).push(entry);
         self.entries.fetch_add(1, Relaxed);
-        self.max_size.fetch_max(call.size, Relaxed);
     }
 
     /// `dma_mapping_error`: the caller looked at the result.
@@ -236,6 +254,9 @@ impl Debug {
             );
         };
         self.entries.fetch_sub(1, Relaxed);
+        if index::is_large(e.size) {
+            self.large().remove(e.dev, e.dma, e.size);
+        }
         if let Some(p) = e.line {
             self.lines.remove(p);
         }
@@ -411,21 +432,42 @@ impl Debug {
         }
     }
 
-    /// Runs `f` on the live entry of device `dev` that contains bus address `dma`;
-    /// false when there is none.
+    /// Runs `f` on the live entry of device `dev` that contains bus address `dma`, the one
+    /// with the nearest start (then the first in its bucket); false when there is none.
+    /// Three bucket locks at most, whatever the size of the entries.
     fn with_containing(&self, dev: u64, dma: u64, f: impl FnOnce(&mut Entry)) -> bool {
-        let span = (self.max_size.load(Relaxed) >> HASH_SHIFT) + 1;
-        for back in 0..=span.min(HASH_SIZE) as u64 {
-            let Some(base) = dma.checked_sub(back << HASH_SHIFT) else { break };
-            let mut bucket = self.bucket(base);
-            if let Some(e) =
-                bucket.iter_mut().find(|e| e.dev == dev && dma >= e.dma && dma - e.dma < e.size.max(1) as u64)
-            {
-                f(e);
-                return true;
+        let (mut bucket, i) = 'found: {
+            // Starts in dma's granule, then in the one before: every entry of a granule
+            // or less that contains dma, and the large ones that start there.
+            let granule = dma & !(GRANULE - 1);
+            let bucket = self.bucket(granule);
+            if let Some(i) = entry::nearest(&bucket, dev, dma, granule) {
+                break 'found (bucket, i);
             }
-        }
-        false
+            drop(bucket);
+            let Some(prev) = granule.checked_sub(GRANULE) else { return false };
+            let bucket = self.bucket(prev);
+            if let Some(i) = entry::nearest(&bucket, dev, dma, prev) {
+                break 'found (bucket, i);
+            }
+            drop(bucket);
+            // Earlier starts: large entries only, through the index.
+            let Some(mut below) = prev.checked_sub(1) else { return false };
+            loop {
+                let Some(start) = self.large.read().unwrap_or_else(|e| e.into_inner()).nearest(dev, dma, below) else {
+                    return false;
+                };
+                let bucket = self.bucket(start);
+                if let Some(i) = bucket.iter().position(|e| e.dev == dev && e.dma == start && e.contains(dma)) {
+                    break 'found (bucket, i);
+                }
+                // Unmapped since the index was read: the next start down.
+                let Some(next) = start.checked_sub(1) else { return false };
+                below = next;
+            }
+        };
+        f(&mut bucket[i]);
+        true
     }
 
     /// The simulated bus master's access to `[dma, dma + len)` of device `dev`, on a
@@ -464,6 +506,7 @@ impl Debug {
     pub(crate) fn device_released(&self, device: &str, dev: u64) {
         let mut count = 0usize;
         let mut first: Option<Entry> = None;
+        let mut large = Vec::new();
         for b in self.buckets.iter() {
             let mut bucket = b.lock().unwrap_or_else(|e| e.into_inner());
             bucket.retain(|e| {
@@ -471,6 +514,9 @@ impl Debug {
                     count += 1;
                     if first.is_none() {
                         first = Some(*e);
+                    }
+                    if index::is_large(e.size) {
+                        large.push((e.dma, e.size));
                     }
                     if let Some(p) = e.line {
                         self.lines.remove(p);
@@ -480,6 +526,12 @@ impl Debug {
                     true
                 }
             });
+        }
+        if !large.is_empty() {
+            let mut index = self.large();
+            for (start, size) in large {
+                index.remove(dev, start, size);
+            }
         }
         if let Some(e) = first {
             self.entries.fetch_sub(count, Relaxed);
