@@ -1,7 +1,7 @@
 //! The IOMMU DMA ops (`drivers/iommu/dma-iommu.c`): what a device attached to a
 //! [`Domain`] gets for every DMA API call.
 //!
-//! - `alloc`: for a coherent device that may block, a page array allocated from the largest
+//! - `alloc`: for a caller that may block, a page array allocated from the largest
 //!   page size down (2 MiB, then 4 KiB; only 4 KiB with `ALLOC_SINGLE_PAGES`), mapped at one
 //!   IOVA range and vmapped at one CPU range (`iommu_dma_alloc_remap`): cached for a coherent
 //!   device, uncached (the memory view, after `arch_dma_prep_coherent`) for a non-coherent
