@@ -596,6 +596,11 @@ struct dma_iommu_domain_stats {
      * Page-table pages in use, the root included.
      */
     uint64_t pgtable_pages;
+    /**
+     * Device accesses that reached an unmapped IOVA through an IOTLB entry a lazy domain
+     * had not invalidated yet: use after unmap that hardware would not catch.
+     */
+    uint64_t iotlb_stale_hits;
 };
 
 /**

@@ -75,6 +75,9 @@ pub struct dma_iommu_domain_stats {
     pub strict: bool,
     /// Page-table pages in use, the root included.
     pub pgtable_pages: u64,
+    /// Device accesses that reached an unmapped IOVA through an IOTLB entry a lazy domain
+    /// had not invalidated yet: use after unmap that hardware would not catch.
+    pub iotlb_stale_hits: u64,
 }
 
 /// A domain as C holds it. C sees an opaque `struct dma_iommu_domain *`.
@@ -187,6 +190,7 @@ pub unsafe extern "C" fn dma_iommu_domain_get_stats(
             iova_cached: s.iova.cached as u64,
             strict: d.is_strict(),
             pgtable_pages: s.pgtable_pages as u64,
+            iotlb_stale_hits: s.iotlb_stale_hits,
         };
         // SAFETY: `out` is non-null and writable (the caller's contract).
         unsafe { out.write(st) };

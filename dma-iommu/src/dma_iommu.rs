@@ -29,6 +29,7 @@
 #![allow(unsafe_code)]
 
 use std::ptr::NonNull;
+use std::sync::atomic::Ordering::Relaxed;
 
 use dma_core::{
     Attrs, Device, DmaAddr, DmaMask, DmaOps, Errno, FaultKind, Gfp, Page, PhysAddr, Result, Scatterlist, SgTable,
@@ -36,6 +37,7 @@ use dma_core::{
 };
 
 use crate::domain::{Alloc, CpuView, Domain};
+use crate::iotlb;
 use crate::iova::{IOVA_GRANULE, IOVA_RANGE_CACHE_MAX_SIZE, IOVA_SHIFT};
 use crate::pgtable::{PGSIZE_BITMAP, Prot};
 use crate::sg;
@@ -349,17 +351,37 @@ impl DmaOps for Domain {
 
     fn translate(
         &self,
-        _dev: &Device,
+        dev: &Device,
         dma: DmaAddr,
         len: usize,
         write: bool,
     ) -> core::result::Result<PhysAddr, FaultKind> {
-        let (mut first, mut pieces, mut denied) = (None, 0, false);
+        // The bus master asks page by page; an access inside one IOTLB page uses the IOTLB.
+        let page = dma.0 & !(iotlb::PAGE - 1);
+        let in_one_page =
+            dma.0.checked_add(len.max(1) as u64 - 1).is_some_and(|last| last & !(iotlb::PAGE - 1) == page);
+        if let Some(hit) = in_one_page.then(|| self.iotlb.lookup(page)).flatten() {
+            if write && !hit.prot.contains(Prot::WRITE) {
+                return Err(FaultKind::Permission);
+            }
+            if self.pgtable().translate(page).is_none() {
+                // Unmapped, not yet invalidated: hardware would go on, silently.
+                self.iotlb_stale_hits.fetch_add(1, Relaxed);
+                dev.warn(format_args!(
+                    "device {} {dma}+{len}: unmapped IOVA reached through a stale IOTLB entry (lazy invalidation \
+                     pending): use after unmap",
+                    if write { "write to" } else { "read of" }
+                ));
+            }
+            return Ok(PhysAddr(hit.phys + (dma.0 - page)));
+        }
+        let (mut first, mut pieces, mut denied, mut prot_seen) = (None, 0, false, Prot::READ_WRITE);
         self.pgtable()
             .walk(dma.0, len as u64, |p, _, prot| {
                 first.get_or_insert(p);
                 pieces += 1;
                 denied |= write && !prot.contains(Prot::WRITE);
+                prot_seen = prot;
             })
             .map_err(|_| FaultKind::NotMapped)?;
         if denied {
@@ -370,7 +392,11 @@ impl DmaOps for Domain {
         if pieces != 1 {
             return Err(FaultKind::NotMapped);
         }
-        first.ok_or(FaultKind::NotMapped)
+        let phys = first.ok_or(FaultKind::NotMapped)?;
+        if in_one_page {
+            self.iotlb.fill(page, iotlb::Cached { phys: phys.0 - (dma.0 - page), prot: prot_seen });
+        }
+        Ok(phys)
     }
 
     unsafe fn map_sg(&self, dev: &Device, sgl: &mut [Scatterlist], dir: Direction, attrs: Attrs) -> Result<usize> {

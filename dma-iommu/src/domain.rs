@@ -8,8 +8,9 @@
 //! queues the IOVA in a [`FlushQueue`] until a batched invalidation covers it.
 //! `iommu.passthrough=1` makes [`Domain::attach`] leave devices on the direct path.
 //!
-//! The simulated IOMMU has no IOTLB of its own: an unmapped IOVA faults at once even in lazy
-//! mode (the pessimistic choice; hardware may still reach the old page until the flush).
+//! The simulated IOMMU has an IOTLB of the pages a device used: in lazy mode a device that
+//! reaches an unmapped IOVA before the flush still lands on the old page, as on hardware,
+//! and the access is reported as a stale IOTLB hit and counted.
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ use dma_core::mem::Page;
 use dma_core::{DeviceConfig, DmaAddr, Errno, PhysAddr, Result, System};
 
 use crate::fq::FlushQueue;
+use crate::iotlb::Iotlb;
 use crate::iova::{FlushRcache, IOVA_GRANULE, IOVA_SHIFT, IovaDomain, IovaStats, fast_size};
 use crate::pgtable::{IOVA_BITS, PageTable, Prot};
 
@@ -92,6 +94,9 @@ pub struct DomainStats {
     pub iotlb_flushes: u64,
     /// Unmapped IOVAs waiting for an invalidation (lazy only).
     pub fq_pending: usize,
+    /// Device accesses that reached an unmapped IOVA through an IOTLB entry not yet
+    /// invalidated (lazy only): use after unmap that hardware would not catch.
+    pub iotlb_stale_hits: u64,
     /// Page-table pages in use, the root included.
     pub pgtable_pages: usize,
 }
@@ -128,7 +133,9 @@ pub struct Domain {
     iovad: IovaDomain,
     pgtable: Mutex<PageTable>,
     fq: Option<FlushQueue>,
+    pub(crate) iotlb: Iotlb,
     iotlb_flushes: AtomicU64,
+    pub(crate) iotlb_stale_hits: AtomicU64,
     allocs: Mutex<HashMap<u64, Alloc>>,
     passthrough: bool,
 }
@@ -167,7 +174,9 @@ impl Domain {
             iovad,
             pgtable: Mutex::new(PageTable::new()),
             fq: (!strict).then(|| FlushQueue::with_timeout(config.flush_timeout)),
+            iotlb: Iotlb::default(),
             iotlb_flushes: AtomicU64::new(0),
+            iotlb_stale_hits: AtomicU64::new(0),
             allocs: Mutex::new(HashMap::new()),
             passthrough: sys.options().iommu_passthrough.unwrap_or(false),
         }))
@@ -203,9 +212,9 @@ impl Domain {
     pub fn flush_iotlb_all(&self) {
         match &self.fq {
             Some(fq) => {
-                fq.flush(|| self.count_flush(), |pfn, pages| self.release(pfn, pages));
+                fq.flush(|| self.invalidate_all(), |pfn, pages| self.release(pfn, pages));
             }
-            None => self.count_flush(),
+            None => self.invalidate_all(),
         }
     }
 
@@ -221,6 +230,7 @@ impl Domain {
             pgtable_pages,
             iotlb_flushes: self.iotlb_flushes.load(Relaxed),
             fq_pending: self.fq.as_ref().map_or(0, FlushQueue::pending),
+            iotlb_stale_hits: self.iotlb_stale_hits.load(Relaxed),
         }
     }
 
@@ -232,7 +242,9 @@ impl Domain {
         self.allocs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn count_flush(&self) {
+    /// One invalidation of the whole IOTLB (a lazy batch, or `flush_iotlb_all`).
+    fn invalidate_all(&self) {
+        self.iotlb.invalidate_all();
         self.iotlb_flushes.fetch_add(1, Relaxed);
     }
 
@@ -251,7 +263,7 @@ impl Domain {
         let pages = size >> IOVA_SHIFT;
         let limit_pfn = dma_limit >> IOVA_SHIFT;
         if let Some(fq) = &self.fq {
-            fq.poll(|| self.count_flush(), |pfn, n| self.release(pfn, n));
+            fq.poll(|| self.invalidate_all(), |pfn, n| self.release(pfn, n));
         }
         if let Some(pfn) = self.iovad.alloc_fast(pages, limit_pfn, FlushRcache::Never) {
             return Ok(pfn << IOVA_SHIFT);
@@ -270,10 +282,11 @@ impl Domain {
         let (pfn, pages) = (iova >> IOVA_SHIFT, size >> IOVA_SHIFT);
         match &self.fq {
             None => {
-                self.count_flush();
+                self.iotlb.invalidate(iova, size);
+                self.iotlb_flushes.fetch_add(1, Relaxed);
                 self.release(pfn, pages);
             }
-            Some(fq) => fq.queue(pfn, pages, || self.count_flush(), |p, n| self.release(p, n)),
+            Some(fq) => fq.queue(pfn, pages, || self.invalidate_all(), |p, n| self.release(p, n)),
         }
     }
 

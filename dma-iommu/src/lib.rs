@@ -21,14 +21,15 @@
 //! ```
 //!
 //! Crate map: [`iova`] allocates IOVA ranges (with the per-CPU caches of [`iova::rcache`]);
-//! [`pgtable`] translates them; [`fq`] defers invalidations in lazy mode; a [`Domain`] puts
-//! them together, and implements `DmaOps` (in `dma_iommu.rs`) so devices attach to it.
+//! [`pgtable`] translates them; [`fq`] defers invalidations in lazy mode, during which the
+//! IOTLB (`iotlb.rs`) still holds what the device used; a [`Domain`] puts them together, and implements `DmaOps` (in `dma_iommu.rs`) so devices attach to it.
 
 #![deny(unsafe_code)]
 
 mod dma_iommu;
 mod domain;
 pub mod fq;
+mod iotlb;
 pub mod iova;
 pub mod pgtable;
 mod sg;

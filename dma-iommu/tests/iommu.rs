@@ -277,6 +277,53 @@ fn unmap_one(dev: &Device, dma: DmaAddr) {
 }
 
 #[test]
+fn in_lazy_mode_a_stale_iotlb_entry_reaches_the_old_page_until_the_flush() {
+    let sys = system("");
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let l = Arc::clone(&log);
+    sys.set_log_sink(Some(Arc::new(move |_, m: &str| l.lock().unwrap().push_str(m))));
+    let buf = sys.kmalloc(4096, Gfp::GFP_KERNEL).unwrap().as_ptr();
+    let lazy = Domain::with_config(
+        &sys,
+        DomainConfig::default().strict(false).flush_timeout(std::time::Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let dev = device(&lazy, Coherence::Coherent, 32);
+    let bus = BusMaster::new(&dev);
+    let a = map_one(&dev, buf);
+    bus_write(&bus, a, b"before");
+    unmap_one(&dev, a);
+    // The device used the translation, and the invalidation waits in the flush queue: the
+    // device still lands on the old page, as on hardware. The access is reported.
+    bus.write(DmaAddr(a.0 + 8), b"after").expect("a stale IOTLB hit goes through");
+    // SAFETY: the kmalloc buffer is live; the device's write above is done.
+    assert_eq!(unsafe { std::slice::from_raw_parts(buf.add(8), 5) }, b"after");
+    assert_eq!(lazy.stats().iotlb_stale_hits, 1);
+    assert!(log.lock().unwrap().contains("stale IOTLB entry"), "{}", log.lock().unwrap());
+    // A page the device never used is not in the IOTLB: it faults at once.
+    let b = map_one(&dev, buf);
+    unmap_one(&dev, b);
+    assert_eq!(bus.write(b, b"x").unwrap_err().kind, FaultKind::NotMapped);
+    // After the flush, the old address faults too.
+    lazy.flush_iotlb_all();
+    assert_eq!(bus.write(a, b"late").unwrap_err().kind, FaultKind::NotMapped);
+    assert_eq!(lazy.stats().iotlb_stale_hits, 1);
+
+    // Strict mode invalidates on the unmap itself: no window.
+    let strict = Domain::with_config(&sys, DomainConfig::default().strict(true)).unwrap();
+    let dev = device(&strict, Coherence::Coherent, 32);
+    let bus = BusMaster::new(&dev);
+    let a = map_one(&dev, buf);
+    bus_write(&bus, a, b"before");
+    unmap_one(&dev, a);
+    assert_eq!(bus.write(a, b"after").unwrap_err().kind, FaultKind::NotMapped);
+    assert_eq!(strict.stats().iotlb_stale_hits, 0);
+    drop((bus, dev, strict, lazy));
+    // SAFETY: the buffer came from this system's kmalloc and is no longer mapped.
+    unsafe { sys.kfree(std::ptr::NonNull::new(buf).unwrap()).unwrap() };
+}
+
+#[test]
 fn strict_reuses_at_once_and_lazy_only_after_the_flush() {
     let sys = system("");
     let buf = sys.kmalloc(4096, Gfp::GFP_KERNEL).unwrap().as_ptr();

@@ -253,12 +253,18 @@ static void lazy_and_config(void)
     CHECK(!dma_mapping_error(dev, h));
     CHECK(h >= 0x100000 && h + 4096 <= GiB4);
     CHECK(h + 4096 <= 0x10000000 || h > 0x1fffffff);
+    CHECK_EQ(dma_sim_write(dev, h, "cached", 6), 0); /* the IOTLB now holds the page */
     dma_unmap_single(dev, h, 4096, DMA_BIDIRECTIONAL);
     CHECK_EQ(dma_iommu_domain_get_stats(lazy, &st), 0);
     CHECK_EQ(st.fq_pending, 1);
     CHECK_EQ(st.mapped_bytes, 0);
-    CHECK_EQ(dma_sim_read(dev, h, buf, 1), -EFAULT); /* no IOTLB: faults at once */
+    /* Until the flush, the device still reaches the old page (reported and counted). */
+    CHECK_EQ(dma_sim_write(dev, h, "stale", 5), 0);
+    CHECK(memcmp(buf, "stale", 5) == 0);
+    CHECK_EQ(dma_iommu_domain_get_stats(lazy, &st), 0);
+    CHECK_EQ(st.iotlb_stale_hits, 1);
     dma_iommu_flush_iotlb_all(lazy);
+    CHECK_EQ(dma_sim_read(dev, h, buf, 1), -EFAULT); /* invalidated: faults */
     CHECK_EQ(dma_iommu_domain_get_stats(lazy, &st), 0);
     CHECK_EQ(st.fq_pending, 0);
     CHECK(st.iotlb_flushes >= 1);
