@@ -74,6 +74,7 @@ impl<T: std::fmt::Debug> std::fmt::Debug for SpinLock<T> {
 }
 
 /// Access to the locked value; dropping it releases the lock.
+#[must_use = "the lock is released as soon as the guard is dropped"]
 pub(crate) struct SpinLockGuard<'a, T> {
     lock: &'a SpinLock<T>,
     /// The guard is a `&mut T` in all but name: `Sync` only when `T` is.
