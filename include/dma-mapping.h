@@ -1129,6 +1129,17 @@ size_t dma_opt_mapping_size(struct device *dev);
 bool dma_need_sync(struct device *dev, dma_addr_t dma_addr);
 
 /**
+ * `dma_need_unmap`: whether streaming mappings of this device must be unmapped. False
+ * only for a coherent device on the direct path that never bounced, with dma-debug off;
+ * true for a NULL device (an unmap is never wrong).
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+bool dma_need_unmap(struct device *dev);
+
+/**
  * `dma_addressing_limited`: true when some RAM is out of the device's reach (and for a
  * NULL device).
  *
@@ -1285,6 +1296,18 @@ void *dmalib_page_address(const struct page *page);
 struct page *dmalib_virt_to_page(const void *addr);
 
 /**
+ * `page_to_phys`: the physical address of a page (0 for NULL or a foreign pointer, with
+ * a message for the latter).
+ */
+phys_addr_t dmalib_page_to_phys(const struct page *page);
+
+/**
+ * `virt_to_phys`: the physical address of a CPU address of platform RAM, or 0 (with a
+ * message) for memory the library does not own.
+ */
+phys_addr_t dmalib_virt_to_phys(const void *addr);
+
+/**
  * `__get_free_pages`: `alloc_pages` returning the CPU address as an integer, or 0.
  */
 unsigned long dmalib___get_free_pages(gfp_t gfp_mask, unsigned int order);
@@ -1346,6 +1369,50 @@ dma_addr_t dma_map_page_attrs(struct device *dev, struct page *page, size_t offs
  * As `dma_unmap_single_attrs`.
  */
 void dma_unmap_page_attrs(struct device *dev, dma_addr_t addr, size_t size, enum dma_data_direction dir, unsigned long attrs);
+
+/**
+ * `dma_map_phys`: maps `size` bytes at physical address `phys`: platform RAM, or with
+ * `DMA_ATTR_MMIO` a peer device's MMIO (no cache maintenance, never bounced). Returns the
+ * bus address, or `DMA_MAPPING_ERROR` (with a message) for size 0, `DMA_NONE`, a range
+ * that is not RAM without `DMA_ATTR_MMIO`, or one the device cannot reach.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; a RAM range stays allocated until the unmap, and the
+ * CPU does not touch it while the device owns it.
+ */
+dma_addr_t dma_map_phys(struct device *dev, phys_addr_t phys, size_t size, enum dma_data_direction dir, unsigned long attrs);
+
+/**
+ * `dma_unmap_phys`: as `dma_unmap_single_attrs`.
+ *
+ * # Safety
+ *
+ * As `dma_unmap_single_attrs`.
+ */
+void dma_unmap_phys(struct device *dev, dma_addr_t addr, size_t size, enum dma_data_direction dir, unsigned long attrs);
+
+/**
+ * `dma_map_resource`: maps a peer device's MMIO range (a BAR) for device-to-device DMA:
+ * `dma_map_phys` with `DMA_ATTR_MMIO`. Returns `DMA_MAPPING_ERROR` (with a message) for
+ * a range that is RAM, and as `dma_map_phys` otherwise.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; the MMIO range stays valid for device access until the
+ * unmap.
+ */
+dma_addr_t dma_map_resource(struct device *dev, phys_addr_t phys_addr, size_t size, enum dma_data_direction dir, unsigned long attrs);
+
+/**
+ * `dma_unmap_resource`: ends a mapping from `dma_map_resource`.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `addr`, `size` and `dir` are those of one live mapping
+ * from `dma_map_resource`.
+ */
+void dma_unmap_resource(struct device *dev, dma_addr_t addr, size_t size, enum dma_data_direction dir, unsigned long attrs);
 
 /**
  * `dma_sync_single_for_cpu`: gives the CPU ownership of `[addr, addr + size)` (part of
@@ -1955,6 +2022,10 @@ static inline void *sg_virt(struct scatterlist *sg)
 #define dma_unmap_single_attrs(...) DMA_CALLER_(dma_unmap_single_attrs(__VA_ARGS__))
 #define dma_map_page_attrs(...) DMA_CALLER_(dma_map_page_attrs(__VA_ARGS__))
 #define dma_unmap_page_attrs(...) DMA_CALLER_(dma_unmap_page_attrs(__VA_ARGS__))
+#define dma_map_phys(...) DMA_CALLER_(dma_map_phys(__VA_ARGS__))
+#define dma_unmap_phys(...) DMA_CALLER_(dma_unmap_phys(__VA_ARGS__))
+#define dma_map_resource(...) DMA_CALLER_(dma_map_resource(__VA_ARGS__))
+#define dma_unmap_resource(...) DMA_CALLER_(dma_unmap_resource(__VA_ARGS__))
 #define dma_map_sg_attrs(...) DMA_CALLER_(dma_map_sg_attrs(__VA_ARGS__))
 #define dma_unmap_sg_attrs(...) DMA_CALLER_(dma_unmap_sg_attrs(__VA_ARGS__))
 #define dma_map_sgtable(...) DMA_CALLER_(dma_map_sgtable(__VA_ARGS__))

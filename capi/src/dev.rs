@@ -258,6 +258,19 @@ pub unsafe extern "C" fn dma_need_sync(dev: *mut device, dma_addr: dma_addr_t) -
     boundary!(|_| true, Ok(unsafe { to_dev("dma_need_sync", dev) }?.dev.need_sync(DmaAddr(dma_addr))))
 }
 
+/// `dma_need_unmap`: whether streaming mappings of this device must be unmapped. False
+/// only for a coherent device on the direct path that never bounced, with dma-debug off;
+/// true for a NULL device (an unmap is never wrong).
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_need_unmap(dev: *mut device) -> bool {
+    // SAFETY: forwarded from the caller.
+    boundary!(|_| true, Ok(unsafe { to_dev("dma_need_unmap", dev) }?.dev.need_unmap()))
+}
+
 /// `dma_addressing_limited`: true when some RAM is out of the device's reach (and for a
 /// NULL device).
 ///

@@ -11,13 +11,13 @@
 
 use std::ffi::{c_int, c_ulong, c_void};
 
-use dma_core::{DmaAddr, Errno};
+use dma_core::{DmaAddr, Errno, PhysAddr};
 
 use crate::boundary::{attrs, direction, mapping_error, neg, nothing};
 use crate::dev::device;
 use crate::dev::to_dev;
 use crate::kmem::page_of;
-use crate::types::{DmaDataDirection, dma_addr_t, page};
+use crate::types::{DmaDataDirection, dma_addr_t, page, phys_addr_t};
 
 /// `dma_map_single_attrs`: maps `size` bytes at `ptr` for the device. Platform memory
 /// (`kmalloc`, pages, non-coherent allocations) maps directly when the device reaches
@@ -127,6 +127,109 @@ pub unsafe extern "C" fn dma_unmap_page_attrs(
 ) {
     // SAFETY: forwarded from the caller.
     unsafe { dma_unmap_single_attrs(dev, addr, size, dir, attrs) }
+}
+
+/// `dma_map_phys`: maps `size` bytes at physical address `phys`: platform RAM, or with
+/// `DMA_ATTR_MMIO` a peer device's MMIO (no cache maintenance, never bounced). Returns the
+/// bus address, or `DMA_MAPPING_ERROR` (with a message) for size 0, `DMA_NONE`, a range
+/// that is not RAM without `DMA_ATTR_MMIO`, or one the device cannot reach.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device; a RAM range stays allocated until the unmap, and the
+/// CPU does not touch it while the device owns it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_map_phys(
+    dev: *mut device,
+    phys: phys_addr_t,
+    size: usize,
+    dir: DmaDataDirection,
+    attrs: c_ulong,
+) -> dma_addr_t {
+    c_call!(mapping_error, {
+        const F: &str = "dma_map_phys";
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { to_dev(F, dev) }?;
+        let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
+        // SAFETY: forwarded from the caller; dma-core checks the range is RAM unless MMIO.
+        let dma = unsafe { d.dev.map_phys(PhysAddr(phys), size, dir, a) }?;
+        if crate::caller::debug_on() {
+            d.dev.debug_expect_mapping_check(dma);
+        }
+        Ok(dma.0)
+    })
+}
+
+/// `dma_unmap_phys`: as `dma_unmap_single_attrs`.
+///
+/// # Safety
+///
+/// As `dma_unmap_single_attrs`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_unmap_phys(
+    dev: *mut device,
+    addr: dma_addr_t,
+    size: usize,
+    dir: DmaDataDirection,
+    attrs: c_ulong,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { dma_unmap_single_attrs(dev, addr, size, dir, attrs) }
+}
+
+/// `dma_map_resource`: maps a peer device's MMIO range (a BAR) for device-to-device DMA:
+/// `dma_map_phys` with `DMA_ATTR_MMIO`. Returns `DMA_MAPPING_ERROR` (with a message) for
+/// a range that is RAM, and as `dma_map_phys` otherwise.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device; the MMIO range stays valid for device access until the
+/// unmap.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_map_resource(
+    dev: *mut device,
+    phys_addr: phys_addr_t,
+    size: usize,
+    dir: DmaDataDirection,
+    attrs: c_ulong,
+) -> dma_addr_t {
+    c_call!(mapping_error, {
+        const F: &str = "dma_map_resource";
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { to_dev(F, dev) }?;
+        let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
+        // SAFETY: forwarded from the caller; dma-core refuses RAM.
+        let dma = unsafe { d.dev.map_resource(PhysAddr(phys_addr), size, dir, a) }?;
+        if crate::caller::debug_on() {
+            d.dev.debug_expect_mapping_check(dma);
+        }
+        Ok(dma.0)
+    })
+}
+
+/// `dma_unmap_resource`: ends a mapping from `dma_map_resource`.
+///
+/// # Safety
+///
+/// `dev` is NULL or a live device; `addr`, `size` and `dir` are those of one live mapping
+/// from `dma_map_resource`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dma_unmap_resource(
+    dev: *mut device,
+    addr: dma_addr_t,
+    size: usize,
+    dir: DmaDataDirection,
+    attrs: c_ulong,
+) {
+    c_call!(nothing, {
+        const F: &str = "dma_unmap_resource";
+        // SAFETY: forwarded from the caller.
+        let d = unsafe { to_dev(F, dev) }?;
+        let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
+        // SAFETY: forwarded from the caller; dma-core refuses what is not a mapping.
+        unsafe { d.dev.unmap_resource(DmaAddr(addr), size, dir, a) };
+        Ok(())
+    })
 }
 
 /// The four sync calls share this: check, then hand `[addr + offset, + size)` over.

@@ -199,6 +199,7 @@ c_tests!(
     noncontiguous,
     pool,
     guard = "dma_debug=guard",
+    phys,
 );
 
 #[test]

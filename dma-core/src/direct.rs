@@ -247,7 +247,13 @@ fn arch_sync_for_cpu(dev: &Device, phys: PhysAddr, size: usize, dir: Direction) 
 /// `dma_direct_map_phys` for platform RAM (or MMIO with `Attrs::MMIO`).
 pub(crate) fn map_phys(dev: &Device, phys: PhysAddr, size: usize, dir: Direction, attrs: Attrs) -> Result<DmaAddr> {
     let dma = dev.phys_to_dma(phys);
+    let force = dev.system().swiotlb().is_some_and(|t| t.force_bounce());
     if attrs.contains(Attrs::MMIO) {
+        if force {
+            // Everything must bounce (`swiotlb=force`), and MMIO cannot.
+            dev.warn(format_args!("DMA to MMIO {phys}+{size} refused: swiotlb=force bounces everything"));
+            return Err(Errno::EIO);
+        }
         if !Device::capable(dma, size, dev.map_limit()) {
             dev.warn(format_args!(
                 "DMA addr {dma}+{size} overflow (mask {:#x}, bus limit {:#x})",
@@ -258,7 +264,6 @@ pub(crate) fn map_phys(dev: &Device, phys: PhysAddr, size: usize, dir: Direction
         }
         return Ok(dma);
     }
-    let force = dev.system().swiotlb().is_some_and(|t| t.force_bounce());
     if force || !Device::capable(dma, size, dev.map_limit()) {
         let cpu = dev.system().ram().cached_ptr(phys, size).ok_or(Errno::EFAULT)?;
         // SAFETY: platform RAM is mapped for the system's lifetime; the caller keeps the

@@ -14,7 +14,7 @@
 use std::panic::Location;
 use std::ptr::NonNull;
 
-use crate::addr::DmaAddr;
+use crate::addr::{DmaAddr, PhysAddr};
 use crate::attrs::Attrs;
 use crate::debug::EntryKind;
 use crate::device::Device;
@@ -102,6 +102,13 @@ impl Device {
             None => direct::need_sync(self, dma),
             Some(ops) => ops.need_sync(self, dma),
         }
+    }
+
+    /// `dma_need_unmap`: whether a streaming mapping must be unmapped at all. False only
+    /// on the direct path for a coherent device that never bounced, with dma-debug off:
+    /// then unmap would do nothing, and a driver may skip keeping the bus address.
+    pub fn need_unmap(&self) -> bool {
+        self.ops.is_some() || !self.skip_sync() || self.system().debug().is_some()
     }
 
     /// `dma_get_cache_alignment`.
@@ -378,6 +385,96 @@ impl Device {
         }
         // SAFETY: forwarded from the caller.
         unsafe { self.unmap_cpu(dma, size, dir, attrs) }
+    }
+
+    /// `dma_map_phys`: maps `size` bytes of platform RAM at physical address `phys`, or,
+    /// with `Attrs::MMIO`, of a peer device's MMIO (no cache maintenance, no bouncing). The
+    /// core of every streaming map: the direct path, else the device's ops.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for size 0, `DMA_NONE`, or a range that is not platform RAM without
+    /// `Attrs::MMIO`; `EIO` when the device cannot reach the range (and it cannot bounce:
+    /// MMIO never does); else as [`Device::map_single`].
+    ///
+    /// # Safety
+    ///
+    /// A RAM range must stay allocated until unmap, and the CPU must hold no references
+    /// into it while the device owns it.
+    #[track_caller]
+    pub unsafe fn map_phys(&self, phys: PhysAddr, size: usize, dir: Direction, attrs: Attrs) -> Result<DmaAddr> {
+        // SAFETY: forwarded from the caller.
+        let r = unsafe { self.map_phys_inner(phys, size, dir, attrs) };
+        if let (Some(d), Ok(dma)) = (self.system().debug(), r) {
+            d.mapped_phys(self, phys, size, dir, attrs, dma, Location::caller());
+        }
+        r
+    }
+
+    /// `map_phys` without dma-debug.
+    ///
+    /// # Safety
+    ///
+    /// As [`Device::map_phys`].
+    unsafe fn map_phys_inner(&self, phys: PhysAddr, size: usize, dir: Direction, attrs: Attrs) -> Result<DmaAddr> {
+        let mmio = attrs.contains(Attrs::MMIO);
+        if size == 0 || dir.check().is_err() || phys.0.checked_add(size as u64).is_none() {
+            self.warn(format_args!("dma_map_phys: refused ({phys}, size {size}, {dir})"));
+            return Err(Errno::EINVAL);
+        }
+        if !mmio && !self.system().ram().is_ram(phys, size) {
+            self.warn(format_args!("dma_map_phys: {phys}+{size} is not platform RAM (MMIO needs DMA_ATTR_MMIO)"));
+            return Err(Errno::EINVAL);
+        }
+        match &self.ops {
+            None => direct::map_phys(self, phys, size, dir, attrs),
+            // SAFETY: forwarded from the caller.
+            Some(ops) => unsafe { ops.map_phys(self, phys, size, dir, attrs) },
+        }
+    }
+
+    /// `dma_unmap_phys`: ends a mapping from [`Device::map_phys`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Device::unmap_single`].
+    #[track_caller]
+    pub unsafe fn unmap_phys(&self, dma: DmaAddr, size: usize, dir: Direction, attrs: Attrs) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.unmap_single(dma, size, dir, attrs) }
+    }
+
+    /// `dma_map_resource`: maps a peer device's MMIO range (a BAR) for this device, for
+    /// device-to-device DMA: [`Device::map_phys`] with `Attrs::MMIO`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` when the range is platform RAM (use `map_phys` or `map_page`), with a
+    /// message; else as [`Device::map_phys`].
+    ///
+    /// # Safety
+    ///
+    /// The MMIO range must stay valid for device access until unmap.
+    #[track_caller]
+    pub unsafe fn map_resource(&self, phys: PhysAddr, size: usize, dir: Direction, attrs: Attrs) -> Result<DmaAddr> {
+        if self.system().ram().is_ram(phys, 1) {
+            self.warn(format_args!("dma_map_resource: {phys} is RAM, not MMIO; use dma_map_phys or dma_map_page"));
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.map_phys(phys, size, dir, attrs | Attrs::MMIO) }
+    }
+
+    /// `dma_unmap_resource`.
+    ///
+    /// # Safety
+    ///
+    /// `dma`, `size` and `dir` must be those of one live mapping from
+    /// [`Device::map_resource`].
+    #[track_caller]
+    pub unsafe fn unmap_resource(&self, dma: DmaAddr, size: usize, dir: Direction, attrs: Attrs) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.unmap_single(dma, size, dir, attrs | Attrs::MMIO) }
     }
 
     /// `unmap_single` without dma-debug.

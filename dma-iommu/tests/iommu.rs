@@ -34,6 +34,22 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 #[test]
+fn a_peer_bar_maps_through_the_page_table() {
+    let sys = system("");
+    let domain = Domain::new(&sys).unwrap();
+    let dev = device(&domain, Coherence::NonCoherent, 32);
+    assert!(dev.need_unmap(), "an IOMMU mapping always holds an IOVA");
+    let bar = dma_core::PhysAddr(0xfe00_0000);
+    // SAFETY: the "BAR" is never touched by the CPU.
+    let dma = unsafe { dev.map_resource(bar, 0x2000, Direction::Bidirectional, Attrs::empty()) }.unwrap();
+    assert_eq!(domain.iova_to_phys(DmaAddr(dma.0 + 0x1008)), Some(dma_core::PhysAddr(bar.0 + 0x1008)));
+    // SAFETY: the mapping made above.
+    unsafe { dev.unmap_resource(dma, 0x2000, Direction::Bidirectional, Attrs::empty()) };
+    assert_eq!(domain.iova_to_phys(dma), None);
+    assert_eq!(domain.stats().mapped_bytes, 0);
+}
+
+#[test]
 fn page_table_pages_come_back_after_unmap() {
     let sys = system("");
     let domain = Domain::new(&sys).unwrap();

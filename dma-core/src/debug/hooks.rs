@@ -69,6 +69,29 @@ impl Debug {
         self.add(dev.name(), &call, true, track_line, Some(line_key), guarded);
     }
 
+    /// After a successful `map_phys` of `[phys, phys + size)` at `dma`. MMIO has no CPU
+    /// view and no cache lines to track.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn mapped_phys(
+        &self,
+        dev: &Device,
+        phys: crate::PhysAddr,
+        size: usize,
+        dir: Direction,
+        attrs: Attrs,
+        dma: DmaAddr,
+        at: At,
+    ) {
+        let mmio = attrs.contains(Attrs::MMIO);
+        let cpu = if mmio { 0 } else { dev.system().ram().cached_ptr(phys, size).map_or(0, |p| p as usize) };
+        let call = dev.debug_call(dma, size, dir, EntryKind::Single, cpu, 0, at);
+        let track_line = !mmio
+            && dir != Direction::ToDevice
+            && !attrs.intersects(Attrs::SKIP_CPU_SYNC | Attrs::DEBUGGING_IGNORE_CACHELINES);
+        let guarded = !mmio && cpu != 0 && self.guard.is_some();
+        self.add(dev.name(), &call, true, track_line, Some(phys.0), guarded);
+    }
+
     /// A map of `cpu` was refused: say why if it was an illegal area.
     pub(crate) fn map_refused(&self, dev: &Device, cpu: usize, size: usize, dir: Direction, at: At) {
         let sys = dev.system();
