@@ -1479,6 +1479,44 @@ void dma_cache_sync(struct device *dev, void *vaddr, size_t size, enum dma_data_
 int dma_mapping_error(struct device *dev, dma_addr_t dma_addr);
 
 /**
+ * `dma_can_mmap`: whether `dma_mmap_attrs` can map this device's allocations into a
+ * process. Always true here (every platform page is a shared memfd page); false for a
+ * NULL device.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device.
+ */
+bool dma_can_mmap(struct device *dev);
+
+/**
+ * `dma_mmap_pages`: maps `size` bytes of pages from `dma_alloc_pages` (cached, as the
+ * kernel's `remap_pfn_range` with the VMA's default protection) over
+ * `[vma->vm_start, vma->vm_end)`, starting `vma->vm_pgoff` pages in. Returns 0;
+ * `-EINVAL` for a NULL or foreign argument or an unaligned or empty range; `-ENXIO` when
+ * the range runs past the buffer; or the mapping error.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `vma` is NULL or valid; the range it names belongs to
+ * the caller and may be replaced; `page` is NULL or from `dma_alloc_pages` of `size`.
+ */
+int dma_mmap_pages(struct device *dev, struct vm_area_struct *vma, size_t size, struct page *page);
+
+/**
+ * `dma_mmap_noncontiguous`: maps `size` bytes of an allocation from
+ * `dma_alloc_noncontiguous` over `[vma->vm_start, vma->vm_end)`, starting `vma->vm_pgoff`
+ * pages in: its pages in table order, which need not be physically adjacent (cached, as
+ * the kernel's `vm_map_pages`). Returns as `dma_mmap_pages`.
+ *
+ * # Safety
+ *
+ * As `dma_mmap_pages`; `sgt` is NULL or the table `dma_alloc_noncontiguous` returned for
+ * `size` bytes.
+ */
+int dma_mmap_noncontiguous(struct device *dev, struct vm_area_struct *vma, size_t size, struct sg_table *sgt);
+
+/**
  * `dma_mmap_attrs`: maps the allocation `cpu_addr` / `dma_addr` of `size` bytes from
  * `dma_alloc_attrs` (same `attrs`) over `[vma->vm_start, vma->vm_end)`, starting
  * `vma->vm_pgoff` pages into the buffer, replacing whatever the caller had mapped there
