@@ -291,9 +291,10 @@ enum dma_debug_error {
 };
 
 /**
- * A device as C holds it: the dma-core device, its simulated bus master and, for a
- * device from `dma_device_create_vfio`, its VFIO handle (BARs, config space). C sees an
- * opaque `struct device *`.
+ * A device as C holds it: the dma-core device, its simulated bus master, its managed
+ * resources (devres: `dmam_*` allocations and pools) and, for a device from
+ * `dma_device_create_vfio`, its VFIO handle (BARs, config space). C sees an opaque
+ * `struct device *`.
  */
 struct device;
 
@@ -303,8 +304,10 @@ struct device;
 struct dma_iommu_domain;
 
 /**
- * A pool as C holds it: an opaque `struct dma_pool *` from `dma_pool_create`. It keeps
- * its device alive, so it may outlive `dma_device_destroy`.
+ * A pool as C holds it: an opaque `struct dma_pool *` from `dma_pool_create` or
+ * `dmam_pool_create`. It keeps its device alive, so an unmanaged pool may outlive
+ * `dma_device_destroy`; a managed one also holds its device's devres registry, where
+ * it is recorded.
  */
 struct dma_pool;
 
@@ -872,7 +875,9 @@ void *dma_alloc_attrs(struct device *dev, size_t size, dma_addr_t *dma_handle, g
 /**
  * `dma_free_attrs`: frees what `dma_alloc_attrs` returned; pass the same size and
  * attrs. NULL `cpu_addr` is a no-op. An address, handle or size that does not match a
- * live allocation is refused with a message and nothing is freed.
+ * live allocation is refused with a message and nothing is freed. An allocation from
+ * `dmam_alloc_attrs` is freed with a warning to use `dmam_free_coherent`, and forgotten,
+ * so that `dma_device_destroy` does not free it again (the kernel would).
  *
  * # Safety
  *
@@ -1025,16 +1030,20 @@ void dma_debug_set_report_callback(void (*cb)(const struct dma_debug_report *rep
 struct device *dma_device_create(const struct dma_device_config *config);
 
 /**
- * Destroys a device. NULL is a no-op. Allocations and mappings still live on it stay
- * valid memory of the system but can no longer be freed through it (dma-debug reports
- * them; a contiguous area of the device's own with live allocations is kept, not
- * reused). A VFIO device's BAR mappings end, and its container is closed once nothing
- * else (a dma_pool) keeps the device alive: the kernel then drops its IOMMU mappings.
+ * Destroys a device. NULL is a no-op. Its managed resources go first, newest first, as
+ * at the kernel's driver detach: `dmam_*` allocations are freed and `dmam_pool_create`
+ * pools destroyed (a pool with blocks in use reports them, as `dma_pool_destroy` does).
+ * Other allocations and mappings still live on it stay valid memory of the system but
+ * can no longer be freed through it (dma-debug reports them; a contiguous area of the
+ * device's own with live allocations is kept, not reused). A VFIO device's BAR mappings
+ * end, and its container is closed once nothing else (a dma_pool) keeps the device
+ * alive: the kernel then drops its IOMMU mappings.
  *
  * # Safety
  *
  * `dev` is NULL or a pointer from `dma_device_create` or `dma_device_create_vfio` not
- * destroyed before; nothing uses it afterwards, nor its BAR mappings.
+ * destroyed before; nothing uses it afterwards, nor its BAR mappings, managed
+ * allocations or managed pools.
  */
 void dma_device_destroy(struct device *dev);
 
@@ -1187,6 +1196,70 @@ unsigned long dma_get_seg_boundary(struct device *dev);
  * `dev` is NULL or a live device.
  */
 int dma_set_seg_boundary(struct device *dev, unsigned long mask);
+
+/**
+ * `dmam_alloc_attrs`: `dma_alloc_attrs`, and the allocation is recorded on the device
+ * and freed by `dma_device_destroy` (the kernel's driver detach) unless
+ * `dmam_free_coherent` freed it before. Returns as `dma_alloc_attrs`: NULL for a NULL
+ * device or handle, size 0 or too large, unknown `gfp` or `attrs` bits, or no reachable
+ * memory left (`*dma_handle` untouched, nothing recorded).
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `dma_handle` is NULL or writable. Nothing uses the
+ * memory after `dma_device_destroy(dev)`.
+ */
+void *dmam_alloc_attrs(struct device *dev, size_t size, dma_addr_t *dma_handle, gfp_t gfp, unsigned long attrs);
+
+/**
+ * `dmam_alloc_coherent`: `dmam_alloc_attrs` with `DMA_ATTR_NO_WARN` when `gfp` has
+ * `__GFP_NOWARN`. Returns as `dmam_alloc_attrs`.
+ *
+ * # Safety
+ *
+ * As `dmam_alloc_attrs`.
+ */
+void *dmam_alloc_coherent(struct device *dev, size_t size, dma_addr_t *dma_handle, gfp_t gfp);
+
+/**
+ * `dmam_free_coherent`: frees a `dmam_alloc_attrs` or `dmam_alloc_coherent` allocation
+ * now and forgets it. The allocation is found by `vaddr`; a `size` or `dma_handle` that
+ * differs from the allocation's is warned about, and the allocation (its own size,
+ * handle and attrs) is freed. NULL `vaddr` is a no-op; an address that is not a managed
+ * allocation of `dev` is warned about and nothing is freed.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; if `vaddr` is a managed allocation of it, nothing uses
+ * the memory afterwards.
+ */
+void dmam_free_coherent(struct device *dev, size_t size, void *vaddr, dma_addr_t dma_handle);
+
+/**
+ * `dmam_pool_create`: `dma_pool_create` (`allocation` is the boundary), and the pool is
+ * recorded on the device and destroyed by `dma_device_destroy` unless
+ * `dmam_pool_destroy` destroyed it before (blocks still in use are then reported and
+ * their chunks leaked, as `dma_pool_destroy` does). Returns NULL as `dma_pool_create`
+ * does.
+ *
+ * # Safety
+ *
+ * `name` is NULL or a NUL-terminated string; `dev` is NULL or a live device. Nothing
+ * uses the pool or its blocks after `dma_device_destroy(dev)`.
+ */
+struct dma_pool *dmam_pool_create(const char *name, struct device *dev, size_t size, size_t align, size_t allocation);
+
+/**
+ * `dmam_pool_destroy`: destroys a `dmam_pool_create` pool now (as `dma_pool_destroy`)
+ * and forgets it. NULL is a no-op; a pool from `dma_pool_create` is warned about and
+ * not destroyed.
+ *
+ * # Safety
+ *
+ * `pool` is NULL or a live pool (its device not destroyed); nothing uses a managed pool
+ * afterwards.
+ */
+void dmam_pool_destroy(struct dma_pool *pool);
 
 /**
  * Creates an IOMMU domain on the system (built from `$DMA_OPTS` if nothing built it
@@ -1640,12 +1713,14 @@ void dma_pool_free(struct dma_pool *pool, void *vaddr, dma_addr_t addr);
 /**
  * `dma_pool_destroy`: frees the pool and its chunks. NULL is a no-op. Chunks with
  * blocks still in use are reported (`dma_pool_destroy NAME, ADDR busy`) and leaked: the
- * device may still be using them.
+ * device may still be using them. A pool from `dmam_pool_create` is destroyed too, with
+ * a warning to use `dmam_pool_destroy`, and its record dropped, so that
+ * `dma_device_destroy` does not destroy it again (the kernel would).
  *
  * # Safety
  *
- * `pool` is NULL or a pointer from `dma_pool_create` not destroyed before; nothing uses
- * it afterwards.
+ * `pool` is NULL or a pointer from `dma_pool_create` or `dmam_pool_create` not destroyed
+ * before (nor its device, for a managed pool); nothing uses it afterwards.
  */
 void dma_pool_destroy(struct dma_pool *pool);
 
@@ -2056,6 +2131,9 @@ static inline void *sg_virt(struct scatterlist *sg)
 #define dma_free_pages(...) DMA_CALLER_(dma_free_pages(__VA_ARGS__))
 #define dma_alloc_noncoherent(...) DMA_CALLER_(dma_alloc_noncoherent(__VA_ARGS__))
 #define dma_free_noncoherent(...) DMA_CALLER_(dma_free_noncoherent(__VA_ARGS__))
+#define dmam_alloc_attrs(...) DMA_CALLER_(dmam_alloc_attrs(__VA_ARGS__))
+#define dmam_alloc_coherent(...) DMA_CALLER_(dmam_alloc_coherent(__VA_ARGS__))
+#define dmam_free_coherent(...) DMA_CALLER_(dmam_free_coherent(__VA_ARGS__))
 #define dma_map_single_attrs(...) DMA_CALLER_(dma_map_single_attrs(__VA_ARGS__))
 #define dma_unmap_single_attrs(...) DMA_CALLER_(dma_unmap_single_attrs(__VA_ARGS__))
 #define dma_map_page_attrs(...) DMA_CALLER_(dma_map_page_attrs(__VA_ARGS__))
@@ -2083,6 +2161,7 @@ static inline void *sg_virt(struct scatterlist *sg)
 #define dma_pool_zalloc(...) DMA_CALLER_(dma_pool_zalloc(__VA_ARGS__))
 #define dma_pool_free(...) DMA_CALLER_(dma_pool_free(__VA_ARGS__))
 #define dma_pool_destroy(...) DMA_CALLER_(dma_pool_destroy(__VA_ARGS__))
+#define dmam_pool_destroy(...) DMA_CALLER_(dmam_pool_destroy(__VA_ARGS__))
 #define dma_mapping_error(...) DMA_CALLER_(dma_mapping_error(__VA_ARGS__))
 #define dma_sim_read(...) DMA_CALLER_(dma_sim_read(__VA_ARGS__))
 #define dma_sim_write(...) DMA_CALLER_(dma_sim_write(__VA_ARGS__))

@@ -71,7 +71,9 @@ pub unsafe extern "C" fn dma_alloc_attrs(
 
 /// `dma_free_attrs`: frees what `dma_alloc_attrs` returned; pass the same size and
 /// attrs. NULL `cpu_addr` is a no-op. An address, handle or size that does not match a
-/// live allocation is refused with a message and nothing is freed.
+/// live allocation is refused with a message and nothing is freed. An allocation from
+/// `dmam_alloc_attrs` is freed with a warning to use `dmam_free_coherent`, and forgotten,
+/// so that `dma_device_destroy` does not free it again (the kernel would).
 ///
 /// # Safety
 ///
@@ -92,6 +94,10 @@ pub unsafe extern "C" fn dma_free_attrs(
         // SAFETY: forwarded from the caller.
         let d = unsafe { to_dev("dma_free_attrs", dev) }?;
         let a = self::attrs("dma_free_attrs", attrs)?;
+        // SAFETY: forwarded from the caller.
+        if unsafe { crate::devres::free_if_managed(d, size, cpu_addr, dma_handle) } {
+            return Ok(());
+        }
         // SAFETY: dma-core checks the triple against the allocation and frees only a
         // match; the caller no longer uses a matching allocation.
         unsafe { d.dev.free_attrs(size, cpu_addr.cast(), DmaAddr(dma_handle), a) };

@@ -8,17 +8,28 @@ use dma_core::sim::BusMaster;
 use dma_core::{BusDmaRegion, Coherence, Device, DeviceConfig, DmaAddr, DmaMask, Errno, PhysAddr};
 
 use crate::boundary::{neg, nothing, null, refuse, zero};
+use crate::devres::{Devres, release_all};
 use crate::system::system;
 use crate::types::{dma_addr_t, dma_device_config};
 
-/// A device as C holds it: the dma-core device, its simulated bus master and, for a
-/// device from `dma_device_create_vfio`, its VFIO handle (BARs, config space). C sees an
-/// opaque `struct device *`.
+/// A device as C holds it: the dma-core device, its simulated bus master, its managed
+/// resources (devres: `dmam_*` allocations and pools) and, for a device from
+/// `dma_device_create_vfio`, its VFIO handle (BARs, config space). C sees an opaque
+/// `struct device *`.
 #[derive(Debug)]
 pub struct device {
     pub(crate) dev: Arc<Device>,
     pub(crate) bus: BusMaster,
+    pub(crate) devres: Arc<Devres>,
     pub(crate) vfio: Option<crate::vfio::Vfio>,
+}
+
+impl device {
+    /// The C device around `dev`, with no managed resources yet.
+    pub(crate) fn new(dev: Arc<Device>, vfio: Option<crate::vfio::Vfio>) -> Self {
+        let bus = BusMaster::new(&dev);
+        device { dev, bus, devres: Arc::default(), vfio }
+    }
 }
 
 /// The device behind a C pointer, or `EINVAL` (with a message naming `func`) for NULL.
@@ -110,28 +121,35 @@ pub unsafe extern "C" fn dma_device_create(config: *const dma_device_config) -> 
             cfg = unsafe { crate::iommu::to_domain("dma_device_create", c.iommu) }?.attach(cfg);
         }
         let dev = Device::new(system()?, cfg)?;
-        let bus = BusMaster::new(&dev);
-        Ok(Box::into_raw(Box::new(device { dev, bus, vfio: None })))
+        Ok(Box::into_raw(Box::new(device::new(dev, None))))
     })
 }
 
-/// Destroys a device. NULL is a no-op. Allocations and mappings still live on it stay
-/// valid memory of the system but can no longer be freed through it (dma-debug reports
-/// them; a contiguous area of the device's own with live allocations is kept, not
-/// reused). A VFIO device's BAR mappings end, and its container is closed once nothing
-/// else (a dma_pool) keeps the device alive: the kernel then drops its IOMMU mappings.
+/// Destroys a device. NULL is a no-op. Its managed resources go first, newest first, as
+/// at the kernel's driver detach: `dmam_*` allocations are freed and `dmam_pool_create`
+/// pools destroyed (a pool with blocks in use reports them, as `dma_pool_destroy` does).
+/// Other allocations and mappings still live on it stay valid memory of the system but
+/// can no longer be freed through it (dma-debug reports them; a contiguous area of the
+/// device's own with live allocations is kept, not reused). A VFIO device's BAR mappings
+/// end, and its container is closed once nothing else (a dma_pool) keeps the device
+/// alive: the kernel then drops its IOMMU mappings.
 ///
 /// # Safety
 ///
 /// `dev` is NULL or a pointer from `dma_device_create` or `dma_device_create_vfio` not
-/// destroyed before; nothing uses it afterwards, nor its BAR mappings.
+/// destroyed before; nothing uses it afterwards, nor its BAR mappings, managed
+/// allocations or managed pools.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dma_device_destroy(dev: *mut device) {
     c_call!(nothing, {
         if !dev.is_null() {
             // SAFETY: the pointer came from `Box::into_raw` in `dma_device_create` and is
             // destroyed once (the caller's contract).
-            drop(unsafe { Box::from_raw(dev) });
+            let d = unsafe { Box::from_raw(dev) };
+            // Before the device goes, so dma-debug's report at its release names only
+            // what the driver left unmanaged.
+            release_all(&d);
+            drop(d);
         }
         Ok(())
     })

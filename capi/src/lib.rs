@@ -18,8 +18,14 @@
 //! - out-parameters are written only on success;
 //! - the header is generated, checked in, and a test fails when it drifts.
 //!
+//! The kernel's devres-managed calls (`dmam_alloc_attrs`, `dmam_alloc_coherent`,
+//! `dmam_free_coherent`, `dmam_pool_create`, `dmam_pool_destroy`) record what they
+//! create on the device, and `dma_device_destroy` (this library's driver detach)
+//! releases it.
+//!
 //! Handles: `struct device *` is a boxed [`device`] (an `Arc<Device>`, the device's
-//! simulated bus master and, for a VFIO device, its BAR mappings and VFIO descriptors); `struct dma_iommu_domain *` and `struct dma_pool *`
+//! simulated bus master, its managed resources and, for a VFIO device, its BAR mappings
+//! and VFIO descriptors); `struct dma_iommu_domain *` and `struct dma_pool *`
 //! box a dma-iommu `Domain` and a dma-core `DmaPool`; `struct page *` is the CPU
 //! address of the page's first byte in the platform's cached view, so `page_address` is
 //! a cast and `virt_to_page` rounds down.
@@ -37,6 +43,7 @@ mod caller;
 mod cma;
 mod debug;
 mod dev;
+mod devres;
 mod iommu;
 mod kmem;
 mod mapping;
@@ -54,6 +61,7 @@ pub use caller::*;
 pub use cma::*;
 pub use debug::*;
 pub use dev::*;
+pub use devres::*;
 pub use iommu::*;
 pub use kmem::*;
 pub use mapping::*;

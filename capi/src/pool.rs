@@ -9,18 +9,23 @@
 #![allow(non_camel_case_types)]
 
 use std::ffi::{CStr, c_char, c_void};
+use std::sync::Arc;
 
 use dma_core::{DmaAddr, DmaPool, Errno, Gfp};
 
 use crate::boundary::{gfp, nothing, null, refuse};
 use crate::dev::{device, to_dev};
+use crate::devres::Devres;
 use crate::types::{dma_addr_t, gfp_t};
 
-/// A pool as C holds it: an opaque `struct dma_pool *` from `dma_pool_create`. It keeps
-/// its device alive, so it may outlive `dma_device_destroy`.
+/// A pool as C holds it: an opaque `struct dma_pool *` from `dma_pool_create` or
+/// `dmam_pool_create`. It keeps its device alive, so an unmanaged pool may outlive
+/// `dma_device_destroy`; a managed one also holds its device's devres registry, where
+/// it is recorded.
 #[derive(Debug)]
 pub struct dma_pool {
-    pool: DmaPool,
+    pub(crate) pool: DmaPool,
+    pub(crate) devres: Option<Arc<Devres>>,
 }
 
 /// The pool behind a C pointer, or `EINVAL` (with a message naming `func`) for NULL.
@@ -51,17 +56,33 @@ pub unsafe extern "C" fn dma_pool_create(
     boundary: usize,
 ) -> *mut dma_pool {
     boundary!(null, {
-        const F: &str = "dma_pool_create";
-        if name.is_null() {
-            return Err(refuse(F, format_args!("NULL name")));
-        }
-        // SAFETY: the caller passes a NUL-terminated name.
-        let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
         // SAFETY: forwarded from the caller.
-        let d = unsafe { to_dev(F, dev) }?;
-        let pool = DmaPool::create(&name, &d.dev, size, align, boundary)?;
-        Ok(Box::into_raw(Box::new(dma_pool { pool })))
+        let (_, pool) = unsafe { create("dma_pool_create", name, dev, size, align, boundary) }?;
+        Ok(Box::into_raw(Box::new(dma_pool { pool, devres: None })))
     })
+}
+
+/// The body of `dma_pool_create` and `dmam_pool_create`: the device and a new pool on it.
+///
+/// # Safety
+///
+/// As `dma_pool_create`.
+pub(crate) unsafe fn create<'a>(
+    func: &str,
+    name: *const c_char,
+    dev: *mut device,
+    size: usize,
+    align: usize,
+    boundary: usize,
+) -> Result<(&'a device, DmaPool), Errno> {
+    if name.is_null() {
+        return Err(refuse(func, format_args!("NULL name")));
+    }
+    // SAFETY: the caller passes a NUL-terminated name.
+    let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+    // SAFETY: forwarded from the caller.
+    let d = unsafe { to_dev(func, dev) }?;
+    Ok((d, DmaPool::create(&name, &d.dev, size, align, boundary)?))
 }
 
 /// # Safety
@@ -136,20 +157,44 @@ pub unsafe extern "C" fn dma_pool_free(pool: *mut dma_pool, vaddr: *mut c_void, 
 
 /// `dma_pool_destroy`: frees the pool and its chunks. NULL is a no-op. Chunks with
 /// blocks still in use are reported (`dma_pool_destroy NAME, ADDR busy`) and leaked: the
-/// device may still be using them.
+/// device may still be using them. A pool from `dmam_pool_create` is destroyed too, with
+/// a warning to use `dmam_pool_destroy`, and its record dropped, so that
+/// `dma_device_destroy` does not destroy it again (the kernel would).
 ///
 /// # Safety
 ///
-/// `pool` is NULL or a pointer from `dma_pool_create` not destroyed before; nothing uses
-/// it afterwards.
+/// `pool` is NULL or a pointer from `dma_pool_create` or `dmam_pool_create` not destroyed
+/// before (nor its device, for a managed pool); nothing uses it afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn dma_pool_destroy(pool: *mut dma_pool) {
     c_call!(nothing, {
-        if !pool.is_null() {
-            // SAFETY: the pointer came from `Box::into_raw` in `dma_pool_create` and is
-            // destroyed once (the caller's contract).
-            unsafe { Box::from_raw(pool) }.pool.destroy();
+        if pool.is_null() {
+            return Ok(());
         }
+        // SAFETY: a live pool (the caller's contract).
+        let p = unsafe { &*pool };
+        if let Some(devres) = &p.devres {
+            if devres.take_pool(pool as usize) {
+                p.pool.device().warn(format_args!(
+                    "dma_pool_destroy: {pool:p} is a managed pool; use dmam_pool_destroy (destroyed now)"
+                ));
+            }
+        }
+        // SAFETY: the pointer came from `Box::into_raw` in `dma_pool_create` or
+        // `dmam_pool_create`, is destroyed once (the caller's contract) and, managed, no
+        // longer recorded on its device.
+        unsafe { destroy_boxed(pool) };
         Ok(())
     })
+}
+
+/// Destroys a pool C held.
+///
+/// # Safety
+///
+/// `pool` came from `Box::into_raw` of a [`dma_pool`], is not recorded as a managed
+/// resource any more, and nothing uses it afterwards.
+pub(crate) unsafe fn destroy_boxed(pool: *mut dma_pool) {
+    // SAFETY: forwarded from the caller.
+    unsafe { Box::from_raw(pool) }.pool.destroy();
 }

@@ -198,6 +198,7 @@ c_tests!(
     iommu,
     noncontiguous,
     pool,
+    devres = "dma_debug=1",
     guard = "dma_debug=guard",
     phys,
 );

@@ -159,6 +159,11 @@ impl DmaPool {
         &self.name
     }
 
+    /// The device the pool allocates from (the kernel's `pool->dev`).
+    pub fn device(&self) -> &Arc<Device> {
+        &self.dev
+    }
+
     /// The block size after rounding.
     pub fn block_size(&self) -> usize {
         self.size

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use dma_core::sim::BusMaster;
 use dma_core::{Device, DeviceConfig, DmaOps, Errno, System};
 use dma_iommu::vfio::{Bar, PciAddress, VfioDevice};
 
@@ -58,8 +57,7 @@ pub(crate) fn open(func: &str, addr: Addr, sys: &Arc<System>, cfg: DeviceConfig)
     let dev = Device::new(sys, cfg.ops(Arc::clone(&vfio) as Arc<dyn DmaOps>)).inspect_err(|e| {
         eprintln!("dma: {func}: {addr}: {e} (a mask below the first valid IOVA, or a bad window?)");
     })?;
-    let bus = BusMaster::new(&dev);
-    Ok(device { dev, bus, vfio: Some(Vfio { dev: vfio, bars: Mutex::new(Vec::new()) }) })
+    Ok(device::new(dev, Some(Vfio { dev: vfio, bars: Mutex::new(Vec::new()) })))
 }
 
 impl Vfio {
