@@ -22,6 +22,8 @@
 #define __free_page(page) dmalib___free_pages(page, 0)
 #define page_address(page) dmalib_page_address(page)
 #define virt_to_page(addr) dmalib_virt_to_page(addr)
+#define virt_to_phys(addr) dmalib_virt_to_phys(addr)
+#define page_to_phys(page) dmalib_page_to_phys(page)
 #define __get_free_pages(gfp, order) dmalib___get_free_pages(gfp, order)
 #define __get_free_page(gfp) dmalib___get_free_pages(gfp, 0)
 #define free_pages(addr, order) dmalib_free_pages(addr, order)

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use dma_core::{Errno, Page, System};
 
-use crate::boundary::{gfp, nothing, null, refuse};
+use crate::boundary::{gfp, nothing, null, refuse, zero};
 use crate::system::system;
-use crate::types::{__GFP_ZERO, gfp_t, page};
+use crate::types::{__GFP_ZERO, gfp_t, page, phys_addr_t};
 
 /// The C handle of a page.
 pub(crate) fn page_handle(sys: &Arc<System>, pg: Page) -> Result<*mut page, Errno> {
@@ -111,6 +111,28 @@ pub extern "C" fn dmalib_virt_to_page(addr: *const c_void) -> *mut page {
         let sys = system()?;
         let pg = sys.virt_to_page(addr.cast()).ok_or(Errno::EFAULT)?;
         page_handle(sys, pg)
+    })
+}
+
+/// `virt_to_phys`: the CPU physical address of a CPU address of platform RAM (what
+/// `dma_iova_link` takes), or 0 for memory the library does not own.
+#[unsafe(no_mangle)]
+pub extern "C" fn dmalib_virt_to_phys(addr: *const c_void) -> phys_addr_t {
+    boundary!(zero, {
+        let sys = system()?;
+        Ok(sys.virt_to_phys(addr.cast()).map_or(0, |p| p.0))
+    })
+}
+
+/// `page_to_phys`: the physical address of a page, or 0 for NULL or a foreign pointer.
+#[unsafe(no_mangle)]
+pub extern "C" fn dmalib_page_to_phys(page: *const page) -> phys_addr_t {
+    boundary!(zero, {
+        if page.is_null() {
+            return Ok(0);
+        }
+        let sys = system()?;
+        Ok(page_of("page_to_phys", sys, page.cast_mut())?.phys().0)
     })
 }
 
