@@ -36,8 +36,9 @@ pub struct dma_iova_state {
 unsafe fn state(func: &str, p: *const dma_iova_state) -> Result<IovaState, Errno> {
     // SAFETY: forwarded from the caller.
     let s = unsafe { p.as_ref() }.ok_or_else(|| refuse(func, format_args!("NULL state")))?;
-    IovaState::from_raw(DmaAddr(s.addr), s.__size)
-        .ok_or_else(|| refuse(func, format_args!("state size {:#x} has the swiotlb bit", s.__size)))
+    IovaState::from_raw(DmaAddr(s.addr), s.__size).ok_or_else(|| {
+        refuse(func, format_args!("state {:#x}+{:#x}: swiotlb bit set or range wraps", s.addr, s.__size))
+    })
 }
 
 /// `dma_iova_try_alloc`: IOVA space for `size` bytes starting at `phys`'s offset within

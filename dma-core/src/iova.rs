@@ -32,7 +32,8 @@ use crate::errno::{Errno, Result};
 /// # Invariants
 ///
 /// `size` is 0 (the state is not in use: the zeroed, default state) or the size asked of
-/// a successful `iova_try_alloc`, below 2^63 (the kernel keeps bit 63 for "swiotlb used").
+/// a successful `iova_try_alloc`, below 2^63 (the kernel keeps bit 63 for "swiotlb used");
+/// `addr + size` does not overflow, so every offset inside the range has a bus address.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IovaState {
     /// The bus address of the range's first byte.
@@ -45,10 +46,11 @@ impl IovaState {
     /// as a size.
     const USE_SWIOTLB: u64 = 1 << 63;
 
-    /// A state as C holds it (`addr`, `__size`); `None` when `size` has the swiotlb bit.
+    /// A state as C holds it (`addr`, `__size`); `None` when `size` has the swiotlb bit or
+    /// the range would wrap around the bus address space.
     pub fn from_raw(addr: DmaAddr, size: u64) -> Option<IovaState> {
-        // INVARIANT: the swiotlb bit is refused.
-        (size & Self::USE_SWIOTLB == 0).then_some(IovaState { addr, size })
+        // INVARIANT: the swiotlb bit and a wrapping range are refused.
+        (size & Self::USE_SWIOTLB == 0 && addr.0.checked_add(size).is_some()).then_some(IovaState { addr, size })
     }
 
     /// `dma_use_iova`: true when the state holds an IOVA range.
@@ -80,13 +82,12 @@ impl Device {
             self.warn(format_args!("dma_iova_try_alloc: refused size {size}"));
             return false;
         }
-        match ops.iova_alloc(self, phys, size) {
-            Ok(addr) => {
-                // INVARIANT: `size` is non-zero and below 2^63, checked above.
-                *state = IovaState { addr, size: size as u64 };
+        match ops.iova_alloc(self, phys, size).map(|addr| IovaState::from_raw(addr, size as u64)) {
+            Ok(Some(s)) => {
+                *state = s;
                 true
             }
-            Err(_) => false,
+            _ => false,
         }
     }
 
@@ -261,6 +262,8 @@ mod tests {
     #[test]
     fn the_swiotlb_bit_is_not_a_size() {
         assert_eq!(IovaState::from_raw(DmaAddr(0), 1 << 63), None);
+        assert_eq!(IovaState::from_raw(DmaAddr(u64::MAX - 10), 11), None, "wraps");
+        assert!(IovaState::from_raw(DmaAddr(u64::MAX - 10), 10).is_some());
         let s = IovaState::from_raw(DmaAddr(0x2000), 100).unwrap();
         assert!(s.use_iova() && s.size() == 100);
         assert!(s.holds(0, 100) && s.holds(99, 1));

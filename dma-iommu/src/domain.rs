@@ -306,9 +306,13 @@ impl Domain {
 
     /// True when `[iova, iova + size)` (granule aligned) is exactly one live IOVA range, as
     /// `alloc_iova(size)` made it, and its first page is mapped: the check that keeps a bad
-    /// or repeated unmap from freeing a range twice.
+    /// or repeated unmap from freeing a range twice. A two-step IOVA range is never one:
+    /// only `dma_iova_free` frees it.
     pub(crate) fn is_live(&self, iova: u64, size: u64) -> bool {
         let (pfn, pages) = (iova >> IOVA_SHIFT, size >> IOVA_SHIFT);
+        if self.iova_ranges.starts_at(iova) {
+            return false;
+        }
         let range_ok =
             self.iovad.find(pfn).is_some_and(|r| r.pfn_lo == pfn && !r.reserved && r.pages() == fast_size(pages));
         range_ok && self.pgtable().translate(iova).is_some()

@@ -39,6 +39,11 @@ impl Ranges {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Range>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// True when a live range starts at `iova`: not a mapping `dma_unmap_*` may end.
+    pub(crate) fn starts_at(&self, iova: u64) -> bool {
+        self.lock().contains_key(&iova)
+    }
 }
 
 /// The granule-aligned IOVA span of a state: (first IOVA, size).
