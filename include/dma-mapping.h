@@ -607,6 +607,23 @@ struct dma_iommu_domain_stats {
 };
 
 /**
+ * `struct dma_iova_state`: an IOVA range from `dma_iova_try_alloc`. `addr` is the bus
+ * address of its first byte; `__size` is the size asked for, 0 when the state holds no
+ * range (test it with `dma_use_iova`). Zero it, or let `dma_iova_try_alloc` fill it.
+ */
+struct dma_iova_state {
+    /**
+     * The bus address of the range's first byte.
+     */
+    dma_addr_t addr;
+    /**
+     * The size of the range; 0 when not in use (bit 63 is the kernel's "swiotlb used",
+     * never set here).
+     */
+    uint64_t __size;
+};
+
+/**
  * The userspace stand-in for the kernel's VMA in `dma_mmap_attrs`: a page-aligned
  * address range the caller owns (e.g. reserved with `mmap(PROT_NONE)`), and the page
  * offset into the buffer where the mapping starts.
@@ -1318,6 +1335,85 @@ phys_addr_t dma_iommu_iova_to_phys(const struct dma_iommu_domain *domain, dma_ad
  * `domain` is NULL or a live domain.
  */
 void dma_iommu_flush_iotlb_all(struct dma_iommu_domain *domain);
+
+/**
+ * `dma_iova_try_alloc`: IOVA space for `size` bytes starting at `phys`'s offset within
+ * the IOMMU granule. Returns true and fills `*state`; else false with `*state` zeroed (as
+ * the kernel does, unlike other out-parameters here): the device is not behind an IOMMU
+ * (or is in passthrough), `size` is 0, or no space is left under its mask. False, with a
+ * message, for a NULL device or state.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `state` is NULL or points to a writable
+ * `struct dma_iova_state`.
+ */
+bool dma_iova_try_alloc(struct device *dev, struct dma_iova_state *state, phys_addr_t phys, size_t size);
+
+/**
+ * `dma_iova_free`: returns the range of `state`, which must have nothing linked. A NULL
+ * device or state, a state not in use, a range freed already or one with links left is
+ * refused with a message; `*state` is not changed.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `state` is NULL or points to a `struct dma_iova_state`.
+ */
+void dma_iova_free(struct device *dev, const struct dma_iova_state *state);
+
+/**
+ * `dma_iova_link`: maps `[phys, phys + size)` at `state->addr + offset`, cleaning the CPU
+ * caches first for a non-coherent device (not with `DMA_ATTR_SKIP_CPU_SYNC`;
+ * `DMA_ATTR_MMIO` maps device registers and skips it too). Call `dma_iova_sync` after a
+ * batch of links, before the device uses them.
+ *
+ * Returns 0; `-EINVAL` for a NULL device or state, a state not in use, size 0, a range
+ * past the end of the state's, `DMA_NONE` or an invalid direction, unknown attrs, `phys`
+ * not platform RAM (without `DMA_ATTR_MMIO`), a bus address and `phys` that differ in
+ * their offset within the granule (only the first link, at offset 0, may start inside
+ * one), or a range linked already; `-ENOMEM` when page-table memory ran out.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `state` is NULL or points to a `struct dma_iova_state`;
+ * the memory stays allocated until it is unlinked, and the CPU does not touch it while
+ * the device owns it.
+ */
+int dma_iova_link(struct device *dev, const struct dma_iova_state *state, phys_addr_t phys, size_t offset, size_t size, enum dma_data_direction dir, unsigned long attrs);
+
+/**
+ * `dma_iova_sync`: the IOTLB sync after a batch of links to `[offset, offset + size)`.
+ * Returns 0, or `-EINVAL` for a NULL device or state, a state not in use, size 0 or a
+ * range past the end of the state's.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `state` is NULL or points to a `struct dma_iova_state`.
+ */
+int dma_iova_sync(struct device *dev, const struct dma_iova_state *state, size_t offset, size_t size);
+
+/**
+ * `dma_iova_unlink`: unmaps what is linked in `[offset, offset + size)`, after making the
+ * device's writes visible to the CPU on a non-coherent device (not with
+ * `DMA_ATTR_SKIP_CPU_SYNC` or `DMA_ATTR_MMIO`). The IOVA space stays the state's. Bad
+ * arguments are refused with a message.
+ *
+ * # Safety
+ *
+ * `dev` is NULL or a live device; `state` is NULL or points to a `struct dma_iova_state`;
+ * the CPU holds no access into the memory during the call.
+ */
+void dma_iova_unlink(struct device *dev, const struct dma_iova_state *state, size_t offset, size_t size, enum dma_data_direction dir, unsigned long attrs);
+
+/**
+ * `dma_iova_destroy`: `dma_iova_unlink` of `[0, mapped_len)`, which must hold every link,
+ * then `dma_iova_free` (only the free when `mapped_len` is 0, after a first link failed).
+ *
+ * # Safety
+ *
+ * As `dma_iova_unlink`.
+ */
+void dma_iova_destroy(struct device *dev, const struct dma_iova_state *state, size_t mapped_len, enum dma_data_direction dir, unsigned long attrs);
 
 /**
  * `kmalloc`: `size` bytes of platform RAM from the zone `flags` names (`GFP_DMA`,
@@ -2060,6 +2156,12 @@ static inline int dma_mmap_wc(struct device *dev, struct vm_area_struct *vma, vo
     return dma_mmap_attrs(dev, vma, cpu_addr, dma_addr, size, DMA_ATTR_WRITE_COMBINE);
 }
 
+/* The two-step IOVA API: true when dma_iova_try_alloc gave the state an IOVA range. */
+static inline bool dma_use_iova(struct dma_iova_state *state)
+{
+    return state->__size != 0;
+}
+
 /*
  * Scatter-gather helpers (<linux/scatterlist.h>). Lists here are plain arrays: no chaining,
  * so sg_next is the next element and loops run on a count.
@@ -2155,6 +2257,9 @@ static inline void *sg_virt(struct scatterlist *sg)
 #define dma_sync_sgtable_for_cpu(...) DMA_CALLER_(dma_sync_sgtable_for_cpu(__VA_ARGS__))
 #define dma_sync_sgtable_for_device(...) DMA_CALLER_(dma_sync_sgtable_for_device(__VA_ARGS__))
 #define dma_cache_sync(...) DMA_CALLER_(dma_cache_sync(__VA_ARGS__))
+#define dma_iova_link(...) DMA_CALLER_(dma_iova_link(__VA_ARGS__))
+#define dma_iova_unlink(...) DMA_CALLER_(dma_iova_unlink(__VA_ARGS__))
+#define dma_iova_destroy(...) DMA_CALLER_(dma_iova_destroy(__VA_ARGS__))
 #define dma_alloc_noncontiguous(...) DMA_CALLER_(dma_alloc_noncontiguous(__VA_ARGS__))
 #define dma_free_noncontiguous(...) DMA_CALLER_(dma_free_noncontiguous(__VA_ARGS__))
 #define dma_pool_alloc(...) DMA_CALLER_(dma_pool_alloc(__VA_ARGS__))

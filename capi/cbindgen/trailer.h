@@ -22,6 +22,12 @@ static inline int dma_mmap_wc(struct device *dev, struct vm_area_struct *vma, vo
     return dma_mmap_attrs(dev, vma, cpu_addr, dma_addr, size, DMA_ATTR_WRITE_COMBINE);
 }
 
+/* The two-step IOVA API: true when dma_iova_try_alloc gave the state an IOVA range. */
+static inline bool dma_use_iova(struct dma_iova_state *state)
+{
+    return state->__size != 0;
+}
+
 /*
  * Scatter-gather helpers (<linux/scatterlist.h>). Lists here are plain arrays: no chaining,
  * so sg_next is the next element and loops run on a count.
@@ -117,6 +123,9 @@ static inline void *sg_virt(struct scatterlist *sg)
 #define dma_sync_sgtable_for_cpu(...) DMA_CALLER_(dma_sync_sgtable_for_cpu(__VA_ARGS__))
 #define dma_sync_sgtable_for_device(...) DMA_CALLER_(dma_sync_sgtable_for_device(__VA_ARGS__))
 #define dma_cache_sync(...) DMA_CALLER_(dma_cache_sync(__VA_ARGS__))
+#define dma_iova_link(...) DMA_CALLER_(dma_iova_link(__VA_ARGS__))
+#define dma_iova_unlink(...) DMA_CALLER_(dma_iova_unlink(__VA_ARGS__))
+#define dma_iova_destroy(...) DMA_CALLER_(dma_iova_destroy(__VA_ARGS__))
 #define dma_alloc_noncontiguous(...) DMA_CALLER_(dma_alloc_noncontiguous(__VA_ARGS__))
 #define dma_free_noncontiguous(...) DMA_CALLER_(dma_free_noncontiguous(__VA_ARGS__))
 #define dma_pool_alloc(...) DMA_CALLER_(dma_pool_alloc(__VA_ARGS__))

@@ -7,7 +7,8 @@
 //! gets from elsewhere (the platform, `struct device`, `kmalloc`, the device's side of
 //! DMA) is here too, under `dma_system_*`, `dma_device_*`, `dmalib_*` and `dma_sim_*`;
 //! dma-debug's counters and reports under `dma_debug_*`, the contiguous areas'
-//! statistics under `dma_cma_*`, IOMMU domains (dma-iommu) under `dma_iommu_*`, real PCI
+//! statistics under `dma_cma_*`, IOMMU domains (dma-iommu) under `dma_iommu_*` (and the
+//! two-step IOVA API of their devices under `dma_iova_*`), real PCI
 //! devices behind VFIO (`dma_device_create_vfio`, BARs and config space) under `dma_vfio_*`.
 //!
 //! Rules every export follows (after rustls-ffi):
@@ -45,6 +46,7 @@ mod debug;
 mod dev;
 mod devres;
 mod iommu;
+mod iova;
 mod kmem;
 mod mapping;
 mod mmap;
@@ -63,6 +65,7 @@ pub use debug::*;
 pub use dev::*;
 pub use devres::*;
 pub use iommu::*;
+pub use iova::*;
 pub use kmem::*;
 pub use mapping::*;
 pub use mmap::*;

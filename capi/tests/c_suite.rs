@@ -196,6 +196,7 @@ c_tests!(
     debug = "dma_debug=1",
     cma = "cma=64M",
     iommu,
+    iova = "dma_debug=1",
     noncontiguous,
     pool,
     devres = "dma_debug=1",

@@ -30,7 +30,8 @@
 //! Crate map: [`System`] composes the platform ([`mem`]), the page allocator, swiotlb
 //! ([`swiotlb`]) and kmalloc; a [`Device`] carries masks and coherence; [`mapping`] holds
 //! the kernel-shaped entry points, which go to [`direct`]-mapping code or a device's
-//! [`DmaOps`]; [`api`] is the typed, safe layer; [`sim::BusMaster`] plays the device.
+//! [`DmaOps`] (and, with [`IovaState`], the two-step IOVA API of a device behind an
+//! IOMMU); [`api`] is the typed, safe layer; [`sim::BusMaster`] plays the device.
 
 mod addr;
 pub mod api;
@@ -42,6 +43,7 @@ pub mod direct;
 mod direction;
 mod errno;
 mod gfp;
+mod iova;
 pub mod log;
 pub mod mapping;
 mod mask;
@@ -63,6 +65,7 @@ pub use device::{BusDmaRegion, Coherence, Device, DeviceConfig};
 pub use direction::Direction;
 pub use errno::{Errno, Result};
 pub use gfp::Gfp;
+pub use iova::IovaState;
 pub use mask::{DmaMask, dma_bit_mask, min_not_zero};
 pub use mem::{Page, Zone};
 pub use ops::{DmaOps, FaultKind};

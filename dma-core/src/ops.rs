@@ -15,6 +15,7 @@ use crate::device::Device;
 use crate::direction::Direction;
 use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
+use crate::iova::IovaState;
 use crate::mask::{DmaMask, dma_bit_mask};
 use crate::noncontiguous;
 use crate::scatterlist::{Scatterlist, SgTable};
@@ -268,4 +269,81 @@ pub trait DmaOps: Send + Sync + Debug {
     /// `vaddr` must come from `vmap_noncontiguous` of these ops on `dev`, and nothing may
     /// use it afterwards.
     unsafe fn vunmap_noncontiguous(&self, _dev: &Device, _vaddr: NonNull<u8>) {}
+
+    /// `dma_iova_try_alloc`'s work: IOVA space under the device's mask for `size` bytes
+    /// starting at `phys`'s offset within the granule. Returns the bus address of byte 0
+    /// (the IOVA plus that offset). The default has no IOVA space.
+    ///
+    /// # Errors
+    ///
+    /// `EOPNOTSUPP` when the ops have no IOVA space; `ENOMEM` when it ran out.
+    fn iova_alloc(&self, _dev: &Device, _phys: PhysAddr, _size: usize) -> Result<DmaAddr> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// `dma_iova_free`: returns the range of a state with nothing linked.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a range that is not live (freed already, never allocated), `EBUSY` for
+    /// one with links left: nothing is freed, after a message. `EOPNOTSUPP` by default.
+    fn iova_free(&self, _dev: &Device, _state: &IovaState) -> Result<()> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// `dma_iova_link`: maps `[phys, phys + size)` at `state.addr + offset`; the caller has
+    /// checked the range lies in the state's and `phys` is RAM (or `MMIO`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Device::iova_link`](crate::Device::iova_link); `EOPNOTSUPP` by default.
+    ///
+    /// # Safety
+    ///
+    /// As [`Device::iova_link`](crate::Device::iova_link).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn iova_link(
+        &self,
+        _dev: &Device,
+        _state: &IovaState,
+        _phys: PhysAddr,
+        _offset: usize,
+        _size: usize,
+        _dir: Direction,
+        _attrs: Attrs,
+    ) -> Result<()> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// `dma_iova_sync`: makes the links of `[offset, offset + size)` visible to the device.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a range that is not live; `EOPNOTSUPP` by default.
+    fn iova_sync(&self, _dev: &Device, _state: &IovaState, _offset: usize, _size: usize) -> Result<()> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// `dma_iova_unlink`: unmaps what is linked in `[offset, offset + size)`, keeping the
+    /// IOVA space.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL`, after a message, for a range that is not live (nothing is unmapped) or one
+    /// only partly linked (the linked part is unmapped); `EOPNOTSUPP` by default.
+    ///
+    /// # Safety
+    ///
+    /// As [`Device::iova_unlink`](crate::Device::iova_unlink).
+    unsafe fn iova_unlink(
+        &self,
+        _dev: &Device,
+        _state: &IovaState,
+        _offset: usize,
+        _size: usize,
+        _dir: Direction,
+        _attrs: Attrs,
+    ) -> Result<()> {
+        Err(Errno::EOPNOTSUPP)
+    }
 }

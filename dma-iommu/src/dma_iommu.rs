@@ -32,8 +32,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
 
 use dma_core::{
-    Attrs, Device, DmaAddr, DmaMask, DmaOps, Errno, FaultKind, Gfp, Page, PhysAddr, Result, Scatterlist, SgTable,
-    System, get_order, page_align,
+    Attrs, Device, DmaAddr, DmaMask, DmaOps, Errno, FaultKind, Gfp, IovaState, Page, PhysAddr, Result, Scatterlist,
+    SgTable, System, get_order, page_align,
 };
 
 use crate::domain::{Alloc, CpuView, Domain};
@@ -48,7 +48,7 @@ use dma_core::Direction;
 pub const OPT_MAPPING_SIZE: usize = (IOVA_GRANULE as usize) << (IOVA_RANGE_CACHE_MAX_SIZE - 1);
 
 /// `dma_info_to_prot`.
-fn prot(dir: Direction) -> Prot {
+pub(crate) fn prot(dir: Direction) -> Prot {
     match dir {
         Direction::ToDevice => Prot::READ,
         Direction::FromDevice => Prot::WRITE,
@@ -56,7 +56,7 @@ fn prot(dir: Direction) -> Prot {
     }
 }
 
-const fn granule_align(n: u64) -> u64 {
+pub(crate) const fn granule_align(n: u64) -> u64 {
     (n + IOVA_GRANULE - 1) & !(IOVA_GRANULE - 1)
 }
 
@@ -257,7 +257,8 @@ impl Domain {
         release_chunks(&self.sys, &a.chunks, a.cma.then_some(dev), a.size);
     }
 
-    fn sync(&self, dev: &Device, dma: DmaAddr, size: usize, f: impl Fn(&System, PhysAddr, usize)) {
+    /// Cache maintenance over the pages mapped at `[dma, dma + size)` (none when coherent).
+    pub(crate) fn sync(&self, dev: &Device, dma: DmaAddr, size: usize, f: impl Fn(&System, PhysAddr, usize)) {
         if dev.is_coherent() || size == 0 {
             return;
         }
@@ -521,5 +522,42 @@ impl DmaOps for Domain {
     unsafe fn vunmap_noncontiguous(&self, _dev: &Device, vaddr: NonNull<u8>) {
         // SAFETY: forwarded from the caller: `vaddr` is a live vmap nothing uses any more.
         let _ = unsafe { self.sys.vunmap(vaddr) };
+    }
+
+    fn iova_alloc(&self, dev: &Device, phys: PhysAddr, size: usize) -> Result<DmaAddr> {
+        self.try_alloc_range(dev, phys, size)
+    }
+
+    fn iova_free(&self, dev: &Device, state: &IovaState) -> Result<()> {
+        self.free_range(dev, state)
+    }
+
+    unsafe fn iova_link(
+        &self,
+        dev: &Device,
+        state: &IovaState,
+        phys: PhysAddr,
+        offset: usize,
+        size: usize,
+        dir: Direction,
+        attrs: Attrs,
+    ) -> Result<()> {
+        self.link_range(dev, state, phys, offset, size, dir, attrs)
+    }
+
+    fn iova_sync(&self, dev: &Device, state: &IovaState, _offset: usize, _size: usize) -> Result<()> {
+        self.sync_range(dev, state)
+    }
+
+    unsafe fn iova_unlink(
+        &self,
+        dev: &Device,
+        state: &IovaState,
+        offset: usize,
+        size: usize,
+        dir: Direction,
+        attrs: Attrs,
+    ) -> Result<()> {
+        self.unlink_range(dev, state, offset, size, dir, attrs)
     }
 }

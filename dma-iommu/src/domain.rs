@@ -137,6 +137,8 @@ pub struct Domain {
     iotlb_flushes: AtomicU64,
     pub(crate) iotlb_stale_hits: AtomicU64,
     allocs: Mutex<HashMap<u64, Alloc>>,
+    /// The live ranges of the two-step IOVA API.
+    pub(crate) iova_ranges: crate::iova_link::Ranges,
     passthrough: bool,
 }
 
@@ -178,6 +180,7 @@ impl Domain {
             iotlb_flushes: AtomicU64::new(0),
             iotlb_stale_hits: AtomicU64::new(0),
             allocs: Mutex::new(HashMap::new()),
+            iova_ranges: crate::iova_link::Ranges::default(),
             passthrough: sys.options().iommu_passthrough.unwrap_or(false),
         }))
     }
@@ -282,19 +285,34 @@ impl Domain {
         let (pfn, pages) = (iova >> IOVA_SHIFT, size >> IOVA_SHIFT);
         match &self.fq {
             None => {
-                self.iotlb.invalidate(iova, size);
-                self.iotlb_flushes.fetch_add(1, Relaxed);
+                self.invalidate(iova, size);
                 self.release(pfn, pages);
             }
             Some(fq) => fq.queue(pfn, pages, || self.invalidate_all(), |p, n| self.release(p, n)),
         }
     }
 
+    /// One invalidation of the IOTLB entries of `[iova, iova + size)`.
+    pub(crate) fn invalidate(&self, iova: u64, size: u64) {
+        self.iotlb.invalidate(iova, size);
+        self.iotlb_flushes.fetch_add(1, Relaxed);
+    }
+
+    /// Frees an IOVA range whose entries are cleared and invalidated already (a two-step
+    /// range: every unlink invalidated its part).
+    pub(crate) fn release_iova(&self, iova: u64, size: u64) {
+        self.release(iova >> IOVA_SHIFT, size >> IOVA_SHIFT);
+    }
+
     /// True when `[iova, iova + size)` (granule aligned) is exactly one live IOVA range, as
     /// `alloc_iova(size)` made it, and its first page is mapped: the check that keeps a bad
-    /// or repeated unmap from freeing a range twice.
+    /// or repeated unmap from freeing a range twice. A two-step IOVA range is never one:
+    /// only `dma_iova_free` frees it.
     pub(crate) fn is_live(&self, iova: u64, size: u64) -> bool {
         let (pfn, pages) = (iova >> IOVA_SHIFT, size >> IOVA_SHIFT);
+        if self.iova_ranges.starts_at(iova) {
+            return false;
+        }
         let range_ok =
             self.iovad.find(pfn).is_some_and(|r| r.pfn_lo == pfn && !r.reserved && r.pages() == fast_size(pages));
         range_ok && self.pgtable().translate(iova).is_some()

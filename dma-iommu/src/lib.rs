@@ -22,7 +22,9 @@
 //!
 //! Crate map: [`iova`] allocates IOVA ranges (with the per-CPU caches of [`iova::rcache`]);
 //! [`pgtable`] translates them; [`fq`] defers invalidations in lazy mode, during which the
-//! IOTLB (`iotlb.rs`) still holds what the device used; a [`Domain`] puts them together, and implements `DmaOps` (in `dma_iommu.rs`) so devices attach to it.
+//! IOTLB (`iotlb.rs`) still holds what the device used; a [`Domain`] puts them together, and
+//! implements `DmaOps` (in `dma_iommu.rs`) so devices attach to it; `iova_link.rs` serves
+//! the two-step IOVA API ([`dma_core::IovaState`]) on it.
 
 #![deny(unsafe_code)]
 
@@ -31,6 +33,7 @@ mod domain;
 pub mod fq;
 mod iotlb;
 pub mod iova;
+mod iova_link;
 pub mod pgtable;
 mod sg;
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]

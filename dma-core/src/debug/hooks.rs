@@ -124,6 +124,23 @@ impl Debug {
         self.remove(dev.name(), &call);
     }
 
+    /// Before `dma_iova_unlink` of `[dma, dma + size)`: ends every link that starts there,
+    /// each checked as the unmap of its own size (one reaching past the range is a wrong
+    /// size); a range with no link is an unmap of memory never mapped.
+    pub(crate) fn unlinking(&self, dev: &Device, dma: DmaAddr, size: usize, dir: Direction, at: At) {
+        let end = dma.0.saturating_add(size as u64);
+        let links = self.starting_in(dev.id(), dma.0, end);
+        if links.is_empty() {
+            let call = dev.debug_call(dma, size, dir, EntryKind::Single, 0, 0, at);
+            return self.remove(dev.name(), &call);
+        }
+        for (start, len) in links {
+            let len = len.min((end - start) as usize);
+            let call = dev.debug_call(DmaAddr(start), len, dir, EntryKind::Single, 0, 0, at);
+            self.remove(dev.name(), &call);
+        }
+    }
+
     /// After a successful allocation.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn allocated(

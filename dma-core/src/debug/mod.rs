@@ -338,6 +338,24 @@ impl Debug {
         }
     }
 
+    /// The (start, size) of every entry of `dev` starting in `[lo, hi)`, in no order.
+    pub(crate) fn starting_in(&self, dev: u64, lo: u64, hi: u64) -> Vec<(u64, usize)> {
+        let granules = (hi.saturating_sub(lo & !((1 << HASH_SHIFT) - 1)) >> HASH_SHIFT) + 1;
+        let buckets: Vec<usize> = if granules >= HASH_SIZE as u64 {
+            (0..HASH_SIZE).collect()
+        } else {
+            (0..granules).map(|g| bucket_of(lo.wrapping_add(g << HASH_SHIFT))).collect()
+        };
+        let mut found = Vec::new();
+        for b in buckets {
+            let bucket = self.buckets[b].lock().unwrap_or_else(|e| e.into_inner());
+            found.extend(bucket.iter().filter(|e| e.dev == dev && e.dma >= lo && e.dma < hi).map(|e| (e.dma, e.size)));
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
     /// Checks a sync against the entry containing it and moves ownership (`check_sync`).
     /// Returns true when the sync hands the buffer to the device after the device wrote
     /// it and the CPU never took it back: the caller reports the lost data.
