@@ -43,6 +43,7 @@ pub mod direct;
 mod direction;
 mod errno;
 mod gfp;
+mod hash;
 mod iova;
 pub mod log;
 pub mod mapping;

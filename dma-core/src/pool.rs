@@ -17,8 +17,6 @@
 //! Zeroing writes only inside a block just taken from the free stack, which lies inside
 //! a live coherent chunk of this pool.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -26,6 +24,7 @@ use crate::addr::{DmaAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::device::Device;
 use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
+use crate::hash::IntMap;
 use crate::spinlock::{SpinLock, SpinLockGuard};
 
 /// A chunk: one coherent allocation carved into blocks.
@@ -43,41 +42,12 @@ struct FreeBlock {
     bit: u32,
 }
 
-/// Hashes a page number for the page map. The table takes its bucket from the hash's low
-/// bits and a tag from its top seven: the low bits are the page number itself, so
-/// neighbouring pages (a pool's chunks, freed in address order) sit in neighbouring
-/// buckets, and the top bits are a multiplicative mix, so their tags differ. Page numbers
-/// come from the allocator, not from an adversary.
-#[derive(Default)]
-struct PageHasher(u64);
-
-impl Hasher for PageHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        const TAG: u64 = 0x7f << 57;
-        self.0 = (n & !TAG) | (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) & TAG);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 #[derive(Debug, Default)]
 struct Inner {
     /// Chunks in the order they were made (indices are stable).
     chunks: Vec<Chunk>,
     /// CPU page number → the chunk holding that page: a freed block's chunk in O(1).
-    pages: HashMap<usize, u32, BuildHasherDefault<PageHasher>>,
+    pages: IntMap<usize, u32>,
     /// One bit per block, set while it is handed out; chunk `c` owns the bits from
     /// `c * chunk_bits`.
     in_use: Vec<u64>,

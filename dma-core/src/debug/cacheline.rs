@@ -2,14 +2,15 @@
 //! counted (`active_cacheline_*`). Two live mappings on one line corrupt each other on a
 //! non-coherent machine, whatever this one is.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+use crate::hash::IntMap;
 
 /// Live mappings per physical cache line.
 #[derive(Debug)]
 pub(crate) struct Lines {
     shift: u32,
-    map: Mutex<HashMap<u64, u32>>,
+    map: Mutex<IntMap<u64, u32>>,
 }
 
 /// What inserting a line found.
@@ -22,7 +23,7 @@ pub(crate) enum Insert {
 
 impl Lines {
     pub(crate) fn new(line_size: usize) -> Lines {
-        Lines { shift: line_size.trailing_zeros(), map: Mutex::new(HashMap::new()) }
+        Lines { shift: line_size.trailing_zeros(), map: Mutex::new(IntMap::default()) }
     }
 
     pub(crate) fn insert(&self, phys: u64) -> Insert {

@@ -12,13 +12,13 @@
 //! Object addresses come from the platform's cached view of pages this allocator owns;
 //! zeroing writes only inside the object just taken off a free list.
 
-use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::Mutex;
 
 use crate::addr::{PAGE_SIZE, Pfn, get_order};
 use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
+use crate::hash::IntMap;
 use crate::mem::page_alloc::{PageAllocator, Zone};
 use crate::mem::platform::Platform;
 
@@ -38,7 +38,7 @@ pub(crate) struct Kmalloc {
     min_shift: u32,
     /// Free objects (CPU addresses) per zone and class.
     free: [Vec<Mutex<Vec<usize>>>; 3],
-    meta: Mutex<HashMap<Pfn, Meta>>,
+    meta: Mutex<IntMap<Pfn, Meta>>,
 }
 
 const MAX_SHIFT: u32 = crate::addr::PAGE_SHIFT - 1;
@@ -59,7 +59,7 @@ impl Kmalloc {
         // At least 64-byte objects, so a page holds at most 64 and `used` fits a u64.
         let min_shift = min_align.max(64).trailing_zeros().min(MAX_SHIFT);
         let classes = || (min_shift..=MAX_SHIFT).map(|_| Mutex::new(Vec::new())).collect();
-        Kmalloc { min_shift, free: [classes(), classes(), classes()], meta: Mutex::new(HashMap::new()) }
+        Kmalloc { min_shift, free: [classes(), classes(), classes()], meta: Mutex::new(IntMap::default()) }
     }
 
     /// `kmalloc(size, gfp)`.
@@ -128,7 +128,7 @@ impl Kmalloc {
         }
     }
 
-    fn meta(&self) -> std::sync::MutexGuard<'_, HashMap<Pfn, Meta>> {
+    fn meta(&self) -> std::sync::MutexGuard<'_, IntMap<Pfn, Meta>> {
         self.meta.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -24,7 +24,7 @@
 //! is dropped; the system that owns it outlives every device and buffer (they hold an
 //! `Arc` to it). Copies between views never overlap (they are different mappings).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::ptr;
 use std::sync::Mutex;
@@ -34,6 +34,7 @@ use rustix::mm::{MapFlags, ProtFlags, mmap, mmap_anonymous, munmap};
 
 use crate::addr::{PAGE_SIZE, PhysAddr};
 use crate::errno::{Errno, Result};
+use crate::hash::IntMap;
 use crate::mem::platform::Region;
 use crate::options::MemRange;
 
@@ -77,7 +78,7 @@ pub struct SimRam {
     vmaps: Mutex<BTreeMap<usize, Vec<PhysAddr>>>,
     /// Contents of partly covered lines at the clean that handed them to a device that
     /// writes; see [`SimRam::invalidate_for_cpu`].
-    shadows: Mutex<HashMap<u64, Box<[u8]>>>,
+    shadows: Mutex<IntMap<u64, Box<[u8]>>>,
 }
 
 impl SimRam {
@@ -113,7 +114,7 @@ impl SimRam {
             line,
             remaps: Mutex::new(BTreeMap::new()),
             vmaps: Mutex::new(BTreeMap::new()),
-            shadows: Mutex::new(HashMap::new()),
+            shadows: Mutex::new(IntMap::default()),
         })
     }
 
@@ -284,7 +285,7 @@ impl SimRam {
         unsafe { std::slice::from_raw_parts((self.cached.base + off) as *const u8, self.line) }
     }
 
-    fn lock_shadows(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Box<[u8]>>> {
+    fn lock_shadows(&self) -> std::sync::MutexGuard<'_, IntMap<u64, Box<[u8]>>> {
         self.shadows.lock().unwrap_or_else(|e| e.into_inner())
     }
 
