@@ -100,8 +100,9 @@ pub unsafe extern "C" fn dma_iova_free(dev: *mut device, state: *const dma_iova_
 /// Returns 0; `-EINVAL` for a NULL device or state, a state not in use, size 0, a range
 /// past the end of the state's, `DMA_NONE` or an invalid direction, unknown attrs, `phys`
 /// not platform RAM (without `DMA_ATTR_MMIO`), a bus address and `phys` that differ in
-/// their offset within the granule (only the first link, at offset 0, may start inside
-/// one), or a range linked already; `-ENOMEM` when page-table memory ran out.
+/// their offset within the granule, or a range linked already; `-EIO` (as the kernel)
+/// for a `phys` inside a granule at an offset other than 0 (only the first link may start
+/// inside one); `-ENOMEM` when page-table memory ran out.
 ///
 /// # Safety
 ///

@@ -110,9 +110,9 @@ impl Device {
     ///
     /// `EINVAL` for a state not in use, size 0, a range past the end of the state's,
     /// `DMA_NONE`, `phys` not platform RAM (without `MMIO`), a bus address and `phys` that
-    /// differ in their offset within the IOMMU granule (only the first link, at offset 0,
-    /// may start inside a granule), or a range linked already; `ENOMEM` when page-table
-    /// memory ran out.
+    /// differ in their offset within the IOMMU granule, or a range linked already; `EIO`
+    /// (as the kernel) for a `phys` inside a granule at an offset other than 0 (only the
+    /// first link may start inside one); `ENOMEM` when page-table memory ran out.
     ///
     /// # Safety
     ///

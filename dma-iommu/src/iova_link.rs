@@ -112,11 +112,19 @@ impl Domain {
     ) -> Result<()> {
         let addr = state.addr.0 + offset as u64;
         let pad = phys.0 & (IOVA_GRANULE - 1);
-        if addr & (IOVA_GRANULE - 1) != pad || (pad != 0 && offset != 0) {
+        if pad != 0 && offset != 0 {
+            // The kernel's WARN_ON_ONCE(iova_start_pad && offset > 0): -EIO.
+            dev.warn(format_args!(
+                "dma_iova_link: {phys} at offset {offset:#x}: only the first link may start inside a \
+                 {IOVA_GRANULE}-byte granule"
+            ));
+            return Err(Errno::EIO);
+        }
+        if addr & (IOVA_GRANULE - 1) != pad {
+            // iommu_map's refusal of an unaligned IOVA: -EINVAL.
             dev.warn(format_args!(
                 "dma_iova_link: {phys} at offset {offset:#x} ({}): the bus address and the physical address must \
-                 have the same offset within the {IOVA_GRANULE}-byte granule, and only the first link may start \
-                 inside one",
+                 have the same offset within the {IOVA_GRANULE}-byte granule",
                 DmaAddr(addr)
             ));
             return Err(Errno::EINVAL);
