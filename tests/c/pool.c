@@ -6,44 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "check.h"
 #include "dma-kernel-compat.h"
-
-/* Standard error into a temporary file, to check the library's messages. */
-static FILE *capture_file;
-static int saved_stderr = -1;
-
-static void capture_begin(void)
-{
-    fflush(stderr);
-    capture_file = tmpfile();
-    saved_stderr = dup(2);
-    if (capture_file && saved_stderr >= 0)
-        dup2(fileno(capture_file), 2);
-}
-
-/* Restores standard error and returns what was written (static buffer). */
-static const char *capture_end(void)
-{
-    static char text[8192];
-    size_t n = 0;
-    fflush(stderr);
-    if (saved_stderr >= 0) {
-        dup2(saved_stderr, 2);
-        close(saved_stderr);
-        saved_stderr = -1;
-    }
-    text[0] = 0;
-    if (capture_file) {
-        rewind(capture_file);
-        n = fread(text, 1, sizeof text - 1, capture_file);
-        text[n] = 0;
-        fclose(capture_file);
-        capture_file = NULL;
-    }
-    fputs(text, stderr); /* still shown when a test fails */
-    return text;
-}
 
 static uint64_t system_free_pages(void)
 {
