@@ -19,6 +19,15 @@ use crate::dev::to_dev;
 use crate::kmem::page_of;
 use crate::types::{DmaDataDirection, dma_addr_t, page, phys_addr_t};
 
+/// A bus address handed to C: with dma-debug on, it must pass `dma_mapping_error` before
+/// its unmap (a Rust caller's `Result` is its check; C's sentinel is not).
+fn handed_out(d: &device, dma: DmaAddr) -> dma_addr_t {
+    if crate::caller::debug_on() {
+        d.dev.debug_expect_mapping_check(dma);
+    }
+    dma.0
+}
+
 /// `dma_map_single_attrs`: maps `size` bytes at `ptr` for the device. Platform memory
 /// (`kmalloc`, pages, non-coherent allocations) maps directly when the device reaches
 /// it; anything else (a heap or stack buffer) bounces through swiotlb.
@@ -47,10 +56,7 @@ pub unsafe extern "C" fn dma_map_single_attrs(
         let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
         // SAFETY: forwarded from the caller; dma-core checks NULL and size 0.
         let dma = unsafe { d.dev.map_single(ptr.cast(), size, dir, a) }?;
-        if crate::caller::debug_on() {
-            d.dev.debug_expect_mapping_check(dma);
-        }
-        Ok(dma.0)
+        Ok(handed_out(d, dma))
     })
 }
 
@@ -105,10 +111,7 @@ pub unsafe extern "C" fn dma_map_page_attrs(
         let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
         // SAFETY: forwarded from the caller; dma-core checks the range is RAM.
         let dma = unsafe { d.dev.map_page(pg, offset, size, dir, a) }?;
-        if crate::caller::debug_on() {
-            d.dev.debug_expect_mapping_check(dma);
-        }
-        Ok(dma.0)
+        Ok(handed_out(d, dma))
     })
 }
 
@@ -153,10 +156,7 @@ pub unsafe extern "C" fn dma_map_phys(
         let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
         // SAFETY: forwarded from the caller; dma-core checks the range is RAM unless MMIO.
         let dma = unsafe { d.dev.map_phys(PhysAddr(phys), size, dir, a) }?;
-        if crate::caller::debug_on() {
-            d.dev.debug_expect_mapping_check(dma);
-        }
-        Ok(dma.0)
+        Ok(handed_out(d, dma))
     })
 }
 
@@ -200,10 +200,7 @@ pub unsafe extern "C" fn dma_map_resource(
         let (dir, a) = (direction(F, dir)?, self::attrs(F, attrs)?);
         // SAFETY: forwarded from the caller; dma-core refuses RAM.
         let dma = unsafe { d.dev.map_resource(PhysAddr(phys_addr), size, dir, a) }?;
-        if crate::caller::debug_on() {
-            d.dev.debug_expect_mapping_check(dma);
-        }
-        Ok(dma.0)
+        Ok(handed_out(d, dma))
     })
 }
 
