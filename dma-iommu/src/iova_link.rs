@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use dma_core::{Attrs, Device, Direction, DmaAddr, Errno, IovaState, PhysAddr, Result};
@@ -32,17 +33,33 @@ struct Range {
 }
 
 /// A domain's live two-step ranges, keyed by their first IOVA (granule aligned).
+///
+/// # Invariants
+///
+/// `any` is true whenever the map is not empty.
 #[derive(Debug, Default)]
-pub(crate) struct Ranges(Mutex<HashMap<u64, Range>>);
+pub(crate) struct Ranges {
+    map: Mutex<HashMap<u64, Range>>,
+    /// Lets every `dma_unmap_*` of a domain that never used the two-step API skip the lock.
+    any: AtomicBool,
+}
 
 impl Ranges {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Range>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// True when a live range starts at `iova`: not a mapping `dma_unmap_*` may end.
     pub(crate) fn starts_at(&self, iova: u64) -> bool {
-        self.lock().contains_key(&iova)
+        self.any.load(Ordering::Acquire) && self.lock().contains_key(&iova)
+    }
+
+    fn insert(&self, iova: u64, range: Range) {
+        let mut map = self.lock();
+        // INVARIANT: set before the map holds the range (and never cleared: a domain that
+        // used the API once pays the lock on unmap from then on).
+        self.any.store(true, Ordering::Release);
+        map.insert(iova, range);
     }
 }
 
@@ -64,7 +81,7 @@ impl Domain {
             .map(granule_align)
             .ok_or(Errno::EINVAL)?;
         let iova = self.alloc_iova(len, dev.map_limit())?;
-        self.iova_ranges.lock().insert(iova, Range { size: len, linked: 0 });
+        self.iova_ranges.insert(iova, Range { size: len, linked: 0 });
         Ok(DmaAddr(iova + pad))
     }
 
