@@ -105,6 +105,12 @@ pub unsafe extern "C" fn dma_free_attrs(
     })
 }
 
+/// The attrs `dma_alloc_coherent` (and `dmam_alloc_coherent`) pass on: `DMA_ATTR_NO_WARN`
+/// when `gfp` has `__GFP_NOWARN`.
+pub(crate) fn coherent_attrs(gfp: gfp_t) -> Attrs {
+    if Gfp::from_bits_retain(gfp).contains(Gfp::__GFP_NOWARN) { Attrs::NO_WARN } else { Attrs::empty() }
+}
+
 /// `dma_alloc_coherent`: `dma_alloc_attrs` with `DMA_ATTR_NO_WARN` when `gfp` has
 /// `__GFP_NOWARN`. Returns as `dma_alloc_attrs`.
 ///
@@ -119,7 +125,7 @@ pub unsafe extern "C" fn dma_alloc_coherent(
     gfp: gfp_t,
 ) -> *mut c_void {
     c_call!(null, {
-        let a = if Gfp::from_bits_retain(gfp).contains(Gfp::__GFP_NOWARN) { Attrs::NO_WARN } else { Attrs::empty() };
+        let a = coherent_attrs(gfp);
         // SAFETY: forwarded from the caller.
         unsafe { alloc("dma_alloc_coherent", dev, size, dma_handle, gfp, a) }
     })

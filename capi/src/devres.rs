@@ -25,7 +25,7 @@ use std::ffi::{c_char, c_ulong, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use dma_core::{Attrs, DmaAddr, Errno, Gfp};
+use dma_core::{Attrs, DmaAddr, Errno};
 
 use crate::boundary::{attrs, gfp, nothing, null, refuse};
 use crate::dev::{device, to_dev};
@@ -233,7 +233,7 @@ pub unsafe extern "C" fn dmam_alloc_coherent(
     gfp: gfp_t,
 ) -> *mut c_void {
     c_call!(null, {
-        let a = if Gfp::from_bits_retain(gfp).contains(Gfp::__GFP_NOWARN) { Attrs::NO_WARN } else { Attrs::empty() };
+        let a = crate::alloc::coherent_attrs(gfp);
         // SAFETY: forwarded from the caller.
         unsafe { alloc("dmam_alloc_coherent", dev, size, dma_handle, gfp, a) }
     })
